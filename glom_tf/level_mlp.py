@@ -1,0 +1,77 @@
+"""The original notebook's per-cell network, one per level, run for all levels at once."""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from glom_tf import stateless
+
+
+@keras.saving.register_keras_serializable(package="glom_tf")
+class LevelMLP(keras.layers.Layer):
+    """`groups` independent copies of the original's three-Dense residual network.
+
+    For each group g (a level) and cell, with x of width `input_dim`:
+        q = tanh(W1 x + b1); k = tanh(W2 q + b2) + q; v = tanh(W3 k + b3) + q + k
+        out = output_scale * v,  dropout before each Dense (training only).
+    Input (B, H, W, G, input_dim) -> output (B, H, W, G, units). Groups share nothing;
+    one einsum runs them together (the networks of one kind across levels).
+    """
+
+    def __init__(
+        self,
+        groups: int,
+        units: int,
+        dropout: float = 0.0,
+        output_scale: float = 0.01,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.groups = groups
+        self.units = units
+        self.dropout = dropout
+        self.output_scale = output_scale
+
+    def build(self, input_shape):
+        g, u = self.groups, self.units
+        shapes = {"q": input_shape[-1], "k": u, "v": u}
+        self.dense = {}
+        for name, fan_in in shapes.items():
+            layer = keras.layers.EinsumDense(
+                "abcgi,gio->abcgo",  # (B, H, W, G, in) x (G, in, out) -> (B, H, W, G, out)
+                output_shape=(None, None, g, u),
+                bias_axes="go",
+                kernel_initializer=keras.initializers.VarianceScaling(
+                    1.0 / 3.0, "fan_in", "uniform"
+                ),  # PyTorch's nn.Linear default: U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+                bias_initializer=keras.initializers.RandomUniform(
+                    -(fan_in**-0.5), fan_in**-0.5
+                ),
+                name=name,
+            )
+            in_shape = tuple(input_shape[:-1]) + (fan_in,)
+            layer.build(in_shape)
+            self.dense[name] = layer
+        self.q, self.k, self.v = self.dense["q"], self.dense["k"], self.dense["v"]
+
+    def call(self, x, seed=None, training=False):
+        seeds = [None] * 3
+        if training and self.dropout > 0.0 and seed is not None:
+            seeds = [stateless.offset_seed(seed, 0, i) for i in range(3)]
+        q = ops.tanh(self.q(stateless.dropout(x, self.dropout, seeds[0])))
+        k = ops.tanh(self.k(stateless.dropout(q, self.dropout, seeds[1]))) + q
+        v = ops.tanh(self.v(stateless.dropout(k, self.dropout, seeds[2]))) + q + k
+        return self.output_scale * v
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.units,)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "groups": self.groups,
+            "units": self.units,
+            "dropout": self.dropout,
+            "output_scale": self.output_scale,
+        }

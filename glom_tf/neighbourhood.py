@@ -1,0 +1,56 @@
+"""The 3x3 torus neighbourhood of every cell, built from slice+concat shifts.
+
+`keras.ops.roll` lowers to `tf.Roll`, which the TFLite converter maps only to a Flex op
+that the LiteRT interpreter refuses; a shift written as two slices and a concat is a
+builtin-only graph and equals `np.roll` exactly.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+
+def torus_shift(x, shift: int, axis: int):
+    """`np.roll(x, shift, axis)` as slice+concat: out[i] = x[(i - shift) mod n]."""
+    n = x.shape[axis]
+    k = shift % n
+    if k == 0:
+        return x
+    head = [slice(None)] * axis + [slice(n - k, None)]
+    tail = [slice(None)] * axis + [slice(0, n - k)]
+    return ops.concatenate([x[tuple(head)], x[tuple(tail)]], axis=axis)
+
+
+def neighbour_shifts(radius: int = 1) -> list[tuple[int, int]]:
+    """(row, col) roll offsets in row-major order; the centre is at index len // 2."""
+    span = range(-radius, radius + 1)
+    return [(dy, dx) for dy in span for dx in span]
+
+
+@keras.saving.register_keras_serializable(package="glom_tf")
+class Neighbourhood(keras.layers.Layer):
+    """Stacks each cell's (2r+1)^2 torus neighbours: (B, H, W, ...) -> (B, H, W, ..., K, D).
+
+    Neighbour k of cell (i, j) is the cell at (i - dy_k, j - dx_k) mod (H, W), i.e. the
+    original notebook's `torch.roll(x, shifts=(dy, dx), dims=(1, 2))`, k in row-major
+    order of (dy, dx) in [-r, r]^2. The last axis is the vector axis.
+    """
+
+    def __init__(self, radius: int = 1, **kwargs):
+        super().__init__(**kwargs)
+        self.radius = radius
+
+    def call(self, x):
+        shifted = [
+            torus_shift(torus_shift(x, dy, axis=1), dx, axis=2)
+            for dy, dx in neighbour_shifts(self.radius)
+        ]
+        return ops.stack(shifted, axis=-2)  # (B, H, W, ..., K, D)
+
+    def compute_output_shape(self, input_shape):
+        k = (2 * self.radius + 1) ** 2
+        return tuple(input_shape[:-1]) + (k, input_shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "radius": self.radius}

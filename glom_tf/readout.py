@@ -1,0 +1,82 @@
+"""Reading class scores off the top level: the per-cell loss, the two readouts, agreement."""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+
+def cell_votes(scores):
+    """Each cell's vote as a one-hot vector: (B, H, W, C) -> (B, H, W, C)."""
+    return ops.one_hot(ops.argmax(scores, axis=-1), scores.shape[-1], dtype=scores.dtype)
+
+
+def class_probabilities(scores, readout: str = "vote"):
+    """Per-image class probabilities (B, C) from per-cell scores (B, H, W, C).
+
+    "vote": the fraction of cells whose argmax is each class (the original's majority vote).
+    "mean": softmax of the cells' mean score.
+    """
+    if readout == "vote":
+        return ops.mean(cell_votes(scores), axis=(1, 2))
+    if readout == "mean":
+        return ops.softmax(ops.mean(scores, axis=(1, 2)), axis=-1)
+    raise ValueError(f"readout must be 'vote' or 'mean', got {readout!r}")
+
+
+def agreement(scores, classes):
+    """Fraction of cells whose vote is `classes` (B,): (B, H, W, C) -> (B,)."""
+    hits = ops.cast(ops.argmax(scores, axis=-1) == ops.cast(classes, "int32")[:, None, None], "float32")
+    return ops.mean(hits, axis=(1, 2))
+
+
+@keras.saving.register_keras_serializable(package="glom_tf")
+class CellLoss(keras.losses.Loss):
+    """The target label at every cell: MSE to one-hot (the original) or cross-entropy.
+
+    y_true: integer labels (B,) or (B, 1); y_pred: per-cell scores (B, H, W, C).
+    Returns the per-image mean over cells (and classes for MSE).
+    """
+
+    def __init__(self, kind: str = "mse", name: str = "cell_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.kind = kind
+
+    def call(self, y_true, y_pred):
+        labels = ops.reshape(ops.cast(y_true, "int32"), (-1,))  # (B,)
+        classes = y_pred.shape[-1]
+        if self.kind == "mse":
+            target = ops.one_hot(labels, classes, dtype=y_pred.dtype)[:, None, None, :]
+            return ops.mean(ops.square(y_pred - target), axis=(1, 2, 3))
+        labels = ops.broadcast_to(labels[:, None, None], ops.shape(y_pred)[:3])  # (B, H, W)
+        ce = keras.losses.sparse_categorical_crossentropy(labels, y_pred, from_logits=True)
+        return ops.mean(ce, axis=(1, 2))
+
+    def get_config(self):
+        return {**super().get_config(), "kind": self.kind}
+
+
+@keras.saving.register_keras_serializable(package="glom_tf")
+class ReadoutMetric(keras.metrics.Mean):
+    """Mean over images of one readout figure.
+
+    kind: "vote_accuracy" (majority vote), "mean_accuracy" (mean score) or
+    "agreement" (fraction of cells voting for the majority-vote class).
+    """
+
+    def __init__(self, kind: str = "vote_accuracy", name: str | None = None, **kwargs):
+        super().__init__(name=name or kind, **kwargs)
+        self.kind = kind
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        labels = ops.reshape(ops.cast(y_true, "int32"), (-1,))
+        readout = "mean" if self.kind == "mean_accuracy" else "vote"
+        predicted = ops.argmax(class_probabilities(y_pred, readout), axis=-1)
+        if self.kind == "agreement":
+            values = agreement(y_pred, predicted)
+        else:
+            values = ops.cast(ops.cast(predicted, "int32") == labels, "float32")
+        return super().update_state(values, sample_weight=sample_weight)
+
+    def get_config(self):
+        return {**super().get_config(), "kind": self.kind}

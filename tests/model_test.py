@@ -1,0 +1,163 @@
+import os
+import subprocess
+import sys
+import tempfile
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import glom_tf
+from glom_tf.readout import CellLoss
+from tests.test_case import REPO, GlomTestCase, mnist_digits
+
+
+def tiny(**overrides):
+    return glom_tf.get_preset("tiny").with_overrides(**overrides)
+
+
+def gradients(model, x, y, loss, jit=False):
+    def grads():
+        with tf.GradientTape() as tape:
+            value = loss(y, model(x, training=True))
+        return value, tape.gradient(value, model.trainable_variables)
+
+    return tf.function(grads, jit_compile=True)() if jit else grads()
+
+
+class GlomModelTest(GlomTestCase):
+    def test_seed_preset_has_the_originals_9040_parameters(self):
+        model = glom_tf.build_model(glom_tf.get_preset("seed"))
+        self.assertEqual(model.count_params(), 9040)
+        self.assertEqual(sum(int(np.prod(w.shape)) for w in model.trainable_weights), 9040)
+        x, _ = mnist_digits(2)
+        self.assertEqual(tuple(model(x).shape), (2, 28, 28, 10))
+
+    def test_shapes_and_intermediates(self):
+        config = tiny(steps=3)
+        model = glom_tf.build_model(config)
+        x, _ = mnist_digits(3)
+        out = model.unroll(x)
+        self.assertEqual(tuple(out["scores"].shape), (3, 4, 4, 10))
+        self.assertEqual(tuple(out["states"].shape), (4, 3, 4, 4, 3, 8))  # (T+1, B, h, w, L, D)
+        self.assertEqual(tuple(out["attention"].shape), (3, 3, 4, 4, 2, 9))  # (T, B, h, w, L-1, 9)
+        self.assertAllClose(out["scores"], model(x))
+        probabilities, classes, agreement = model.predict_readout(x)
+        self.assertEqual(tuple(probabilities.shape), (3, 10))
+        self.assertAllClose(np.sum(probabilities, -1), np.ones(3), atol=1e-5)
+        self.assertTrue(np.all((np.asarray(agreement) > 0) & (np.asarray(agreement) <= 1)))
+
+    def test_initial_state_options(self):
+        x, _ = mnist_digits(2)
+        for init in ("uniform", "zeros", "learned"):
+            model = glom_tf.build_model(tiny(init_state=init))
+            bottom = model.embed_images(x)
+            state = np.asarray(model.initial_state(bottom))
+            self.assertEqual(state.shape, (2, 4, 4, 3, 8))
+            self.assertAllClose(state[:, :, :, 0], bottom)
+            upper = state[:, :, :, 1:]
+            if init == "zeros":
+                self.assertAllEqual(upper, np.zeros_like(upper))
+            else:
+                self.assertTrue(np.all((upper >= 0) & (upper < 0.1)) and upper.std() > 0)
+            self.assertEqual(len(model.trainable_weights), 21 if init == "learned" else 20)
+        # Uniform: fixed at inference (deterministic), drawn anew in training.
+        model = glom_tf.build_model(tiny(init_state="uniform"))
+        bottom = model.embed_images(x)
+        self.assertAllClose(model.initial_state(bottom), model.initial_state(bottom))
+        self.assertNotAllClose(
+            model.initial_state(bottom, training=True), model.initial_state(bottom, training=True)
+        )
+
+    def test_keras_save_load_round_trip(self):
+        x, _ = mnist_digits(4)
+        for config in (tiny(), glom_tf.get_preset("seed").with_overrides(steps=4)):
+            model = glom_tf.build_model(config)
+            glom_tf.compile_model(model, config)
+            path = os.path.join(self.get_temp_dir(), "model.keras")
+            model.save(path)
+            loaded = keras.saving.load_model(path, safe_mode=True)
+            self.assertIsInstance(loaded, glom_tf.GlomModel)
+            self.assertEqual(loaded.get_config(), model.get_config())
+            self.assertAllClose(loaded(x), model(x), atol=1e-6)
+
+    def test_eager_and_xla_agree(self):
+        config = glom_tf.get_preset("seed").with_overrides(steps=5)
+        model = glom_tf.build_model(config)
+        x, _ = mnist_digits(4)
+        eager = model(x)
+        xla = tf.function(lambda images: model(images), jit_compile=True)(x)
+        self.assertAllClose(eager, xla, atol=1e-5)
+
+    def test_remat_gives_the_same_gradients(self):
+        # Dropout, noise, a uniform initial state and skips: every random draw is replayed.
+        config = tiny(dropout=0.1, noise=0.01, init_state="uniform", skip_periods=(2, 1), steps=3)
+        x, y = mnist_digits(4)
+        loss = CellLoss("crossentropy")
+        for jit in (False, True):
+            plain = glom_tf.build_model(config.with_overrides(remat=False))
+            remat = glom_tf.build_model(config.with_overrides(remat=True))
+            remat.set_weights(plain.get_weights())
+            loss_a, grads_a = gradients(plain, x, y, loss, jit)
+            loss_b, grads_b = gradients(remat, x, y, loss, jit)
+            self.assertAllClose(loss_a, loss_b, atol=1e-6)
+            for a, b in zip(grads_a, grads_b):
+                self.assertAllClose(a, b, atol=1e-5)
+            self.assertGreater(max(float(tf.reduce_max(tf.abs(g))) for g in grads_a), 0.0)
+
+    def test_attention_is_live_in_the_model(self):
+        config = tiny(steps=4)  # level 1's agreement reaches the top level from step 3
+        model = glom_tf.build_model(config)
+        x, y = mnist_digits(4)
+        _, grads = gradients(model, x, y, CellLoss("crossentropy"))
+        for var, grad in zip(model.trainable_variables, grads):
+            if "same_level" in var.path:
+                self.assertGreater(float(tf.reduce_max(tf.abs(grad))), 0.0, var.path)
+        before = model(x)
+        model.step.same_level.query.kernel.assign(model.step.same_level.query.kernel * -2.0)
+        self.assertNotAllClose(before, model(x))
+
+    def test_overfits_32_real_digits(self):
+        config = tiny(steps=3, learning_rate=0.01)
+        model = glom_tf.compile_model(glom_tf.build_model(config), config)
+        x, y = mnist_digits(32)
+        model.fit(x, y, batch_size=32, epochs=150, verbose=0)
+        accuracy = np.mean(np.asarray(model.predict_readout(x)[1]) == y)
+        self.assertGreaterEqual(accuracy, 0.9)
+
+    def test_one_compiled_fit_step_under_both_losses_and_readouts(self):
+        x, y = mnist_digits(8)
+        for loss, readout in (("mse", "vote"), ("crossentropy", "mean")):
+            config = glom_tf.get_preset("seed").with_overrides(steps=4, loss=loss, readout=readout)
+            model = glom_tf.compile_model(glom_tf.build_model(config), config)
+            before = model.get_weights()
+            history = model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+            self.assertTrue(np.isfinite(history.history["loss"][0]))
+            self.assertIn("agreement", history.history)
+            self.assertTrue(any(not np.allclose(a, b) for a, b in zip(before, model.get_weights())))
+
+    def test_jax_backend_builds_and_trains_one_step(self):
+        try:
+            import jax  # noqa: F401
+        except ImportError:
+            self.skipTest("jax is not installed (pip install -e .[jax])")
+        script = (
+            "import keras, numpy as np, glom_tf\n"
+            "assert keras.backend.backend() == 'jax'\n"
+            "c = glom_tf.get_preset('tiny').with_overrides(dropout=0.1, noise=0.01, remat=True)\n"
+            "m = glom_tf.compile_model(glom_tf.build_model(c), c)\n"
+            "x = np.random.default_rng(0).random((8, 28, 28, 1), dtype='float32')\n"
+            "y = np.arange(8) % 10\n"
+            "w = [v.copy() for v in m.get_weights()]\n"
+            "h = m.fit(x, y, batch_size=4, epochs=2, verbose=0)\n"
+            "assert np.isfinite(h.history['loss'][-1])\n"
+            "assert any(not np.allclose(a, b) for a, b in zip(w, m.get_weights()))\n"
+            "print('JAX-OK', m.count_params())\n"
+        )
+        env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu", PYTHONPATH=REPO)
+        with tempfile.TemporaryDirectory() as tmp:
+            run = subprocess.run(
+                [sys.executable, "-c", script], env=env, cwd=tmp, capture_output=True, text=True, timeout=600
+            )
+        self.assertEqual(run.returncode, 0, run.stderr[-3000:])
+        self.assertIn("JAX-OK 4274", run.stdout)

