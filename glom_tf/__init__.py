@@ -1,32 +1,28 @@
-"""glom_tf: GLOM (Hinton 2021) as Keras 3 layers, for the TensorFlow and JAX backends.
+"""glom_tf: GLOM (Hinton 2021) as Keras 3 layers, for the TensorFlow and JAX backends."""
 
-Names load on first use, so `glom_tf.config` (plain data) is importable without Keras.
-"""
+from glom_tf.attention import SameLevelAttention
+from glom_tf.config import Config, ConfigError, get_preset, presets
+from glom_tf.level_mlp import LevelMLP
+from glom_tf.model import GlomModel, build_model, compile_model
+from glom_tf.neighbourhood import Neighbourhood, torus_shift
+from glom_tf.readout import CellLoss, ReadoutMetric, agreement, class_probabilities
+from glom_tf.step import GlomStep
 
-import importlib
-
-_EXPORTS = {
-    "SameLevelAttention": "glom_tf.attention",
-    "Config": "glom_tf.config",
-    "ConfigError": "glom_tf.config",
-    "get_preset": "glom_tf.config",
-    "presets": "glom_tf.config",
-    "LevelMLP": "glom_tf.level_mlp",
-    "GlomModel": "glom_tf.model",
-    "build_model": "glom_tf.model",
-    "compile_model": "glom_tf.model",
-    "Neighbourhood": "glom_tf.neighbourhood",
-    "torus_shift": "glom_tf.neighbourhood",
-    "CellLoss": "glom_tf.readout",
-    "ReadoutMetric": "glom_tf.readout",
-    "agreement": "glom_tf.readout",
-    "class_probabilities": "glom_tf.readout",
-    "GlomStep": "glom_tf.step",
-}
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'glom_tf' has no attribute {name!r}")
+__all__ = [
+    "CellLoss",
+    "Config",
+    "ConfigError",
+    "GlomModel",
+    "GlomStep",
+    "LevelMLP",
+    "Neighbourhood",
+    "ReadoutMetric",
+    "SameLevelAttention",
+    "agreement",
+    "build_model",
+    "class_probabilities",
+    "compile_model",
+    "get_preset",
+    "presets",
+    "torus_shift",
+]

@@ -53,9 +53,7 @@ class SameLevelAttention(keras.layers.Layer):
                 name="key",
             )
             self.key.build(tuple(input_shape))
-        self.mlp = LevelMLP(
-            self.groups, self.units, self.dropout, self.output_scale, name="mlp"
-        )
+        self.mlp = LevelMLP(self.groups, self.units, self.dropout, self.output_scale, name="mlp")
         self.mlp.build(tuple(input_shape[:-2]) + (k * d,))
 
     def attention_weights(self, neighbours):

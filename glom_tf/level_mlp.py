@@ -45,9 +45,7 @@ class LevelMLP(keras.layers.Layer):
                 kernel_initializer=keras.initializers.VarianceScaling(
                     1.0 / 3.0, "fan_in", "uniform"
                 ),  # PyTorch's nn.Linear default: U(-1/sqrt(fan_in), 1/sqrt(fan_in))
-                bias_initializer=keras.initializers.RandomUniform(
-                    -(fan_in**-0.5), fan_in**-0.5
-                ),
+                bias_initializer=keras.initializers.RandomUniform(-(fan_in**-0.5), fan_in**-0.5),
                 name=name,
             )
             in_shape = tuple(input_shape[:-1]) + (fan_in,)

@@ -10,7 +10,7 @@ from keras import ops
 
 from glom_tf import stateless
 from glom_tf.config import Config
-from glom_tf.readout import CellLoss, ReadoutMetric, agreement, class_probabilities
+from glom_tf.readout import CellLoss, ReadoutMetric, agreement, argmax, class_probabilities
 from glom_tf.step import GlomStep
 
 PIXEL_MEAN, PIXEL_STD = 0.1307, 0.3081  # MNIST's pixel mean and std, as the original normalises
@@ -47,6 +47,7 @@ class GlomModel(keras.Model):
         noise: float = 1e-4,
         skip_periods: tuple[int, ...] = (15, 7, 3),
         skip_weight: float = 0.1,
+        normalize: bool = False,
         head: bool = False,
         readout: str = "vote",
         remat: bool = True,
@@ -71,6 +72,7 @@ class GlomModel(keras.Model):
         self.noise = noise
         self.skip_periods = tuple(skip_periods)
         self.skip_weight = skip_weight
+        self.normalize = normalize
         self.head = head
         self.readout = readout
         self.remat = remat
@@ -103,6 +105,7 @@ class GlomModel(keras.Model):
             self.dropout,
             self.hidden_scale,
             self.noise,
+            self.normalize,
             name="step",
         )
         self.step.build((None, g, g, levels, d))
@@ -192,7 +195,7 @@ class GlomModel(keras.Model):
         """Per-image (probabilities (B, C), classes (B,), agreement (B,)) at inference."""
         scores = self(images, training=False)
         probabilities = class_probabilities(scores, self.readout)
-        classes = ops.argmax(probabilities, axis=-1)
+        classes = argmax(probabilities)
         return probabilities, classes, agreement(scores, classes)
 
     def compute_output_shape(self, input_shape):
@@ -218,6 +221,7 @@ class GlomModel(keras.Model):
             "noise": self.noise,
             "skip_periods": list(self.skip_periods),
             "skip_weight": self.skip_weight,
+            "normalize": self.normalize,
             "head": self.head,
             "readout": self.readout,
             "remat": self.remat,
@@ -226,7 +230,9 @@ class GlomModel(keras.Model):
 
 
 # The Config fields that are GlomModel constructor arguments.
-MODEL_FIELDS = tuple(p for p in inspect.signature(GlomModel.__init__).parameters if p not in ("self", "kwargs"))
+MODEL_FIELDS = tuple(
+    p for p in inspect.signature(GlomModel.__init__).parameters if p not in ("self", "kwargs")
+)
 
 
 def build_model(config: Config) -> GlomModel:

@@ -43,8 +43,7 @@ class Neighbourhood(keras.layers.Layer):
 
     def call(self, x):
         shifted = [
-            torus_shift(torus_shift(x, dy, axis=1), dx, axis=2)
-            for dy, dx in neighbour_shifts(self.radius)
+            torus_shift(torus_shift(x, dy, axis=1), dx, axis=2) for dy, dx in neighbour_shifts(self.radius)
         ]
         return ops.stack(shifted, axis=-2)  # (B, H, W, ..., K, D)
 

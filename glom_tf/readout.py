@@ -6,9 +6,24 @@ import keras
 from keras import ops
 
 
+def argmax(x):
+    """Index of the largest entry on the last axis, int32; the lowest index wins ties.
+
+    On TensorFlow this calls tf.argmax: keras.ops.argmax adds a sign-bit bitcast that has
+    no TFLite builtin op.
+    """
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.argmax(x, axis=-1, output_type=tf.int32)
+    return ops.cast(ops.argmax(x, axis=-1), "int32")
+
+
 def cell_votes(scores):
     """Each cell's vote as a one-hot vector: (B, H, W, C) -> (B, H, W, C)."""
-    return ops.one_hot(ops.argmax(scores, axis=-1), scores.shape[-1], dtype=scores.dtype)
+    classes = ops.arange(scores.shape[-1], dtype="int32")
+    winner = argmax(scores)[..., None]  # (B, H, W, 1)
+    return ops.cast(winner == classes, scores.dtype)  # a comparison, not one_hot: TFLite builtins only
 
 
 def class_probabilities(scores, readout: str = "vote"):
@@ -26,7 +41,7 @@ def class_probabilities(scores, readout: str = "vote"):
 
 def agreement(scores, classes):
     """Fraction of cells whose vote is `classes` (B,): (B, H, W, C) -> (B,)."""
-    hits = ops.cast(ops.argmax(scores, axis=-1) == ops.cast(classes, "int32")[:, None, None], "float32")
+    hits = ops.cast(argmax(scores) == ops.cast(classes, "int32")[:, None, None], "float32")
     return ops.mean(hits, axis=(1, 2))
 
 
@@ -71,11 +86,11 @@ class ReadoutMetric(keras.metrics.Mean):
     def update_state(self, y_true, y_pred, sample_weight=None):
         labels = ops.reshape(ops.cast(y_true, "int32"), (-1,))
         readout = "mean" if self.kind == "mean_accuracy" else "vote"
-        predicted = ops.argmax(class_probabilities(y_pred, readout), axis=-1)
+        predicted = argmax(class_probabilities(y_pred, readout))
         if self.kind == "agreement":
             values = agreement(y_pred, predicted)
         else:
-            values = ops.cast(ops.cast(predicted, "int32") == labels, "float32")
+            values = ops.cast(predicted == labels, "float32")
         return super().update_state(values, sample_weight=sample_weight)
 
     def get_config(self):

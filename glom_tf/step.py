@@ -21,7 +21,8 @@ from glom_tf.neighbourhood import Neighbourhood
 class GlomStep(keras.layers.Layer):
     """Maps a state (B, H, W, L, D) to the next state, and the attention weights.
 
-    Returns (state, weights) with weights (B, H, W, L-1, 9) for levels 1..L-1 (uniform
+    With `normalize`, the networks read RMS-normalised level vectors (the state itself
+    is not rescaled). Returns (state, weights) with weights (B, H, W, L-1, 9) for levels 1..L-1 (uniform
     1/9 when `attention="none"`). `seed` (shape (2,)) drives dropout and noise, so a
     rematerialised step recomputes the same draws.
     """
@@ -36,6 +37,7 @@ class GlomStep(keras.layers.Layer):
         dropout: float = 0.0,
         output_scale: float = 0.01,
         noise: float = 0.0,
+        normalize: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -47,20 +49,17 @@ class GlomStep(keras.layers.Layer):
         self.dropout = dropout
         self.output_scale = output_scale
         self.noise = noise
+        self.normalize = normalize
 
     def build(self, input_shape):
         b, h, w, levels, d = input_shape
         k = 9
         self.neighbourhood = Neighbourhood(1, name="neighbourhood")
-        self.bottom_up = LevelMLP(
-            levels - 1, d, self.dropout, self.output_scale, name="bottom_up"
-        )
+        self.bottom_up = LevelMLP(levels - 1, d, self.dropout, self.output_scale, name="bottom_up")
         self.bottom_up.build((b, h, w, levels - 1, k * d))
         self.top_down_mlp = None
         if self.top_down and levels > 2:
-            self.top_down_mlp = LevelMLP(
-                levels - 2, d, self.dropout, self.output_scale, name="top_down"
-            )
+            self.top_down_mlp = LevelMLP(levels - 2, d, self.dropout, self.output_scale, name="top_down")
             self.top_down_mlp.build((b, h, w, levels - 2, k * d))
         self.same_level = None
         if self.attention != "none":
@@ -78,7 +77,10 @@ class GlomStep(keras.layers.Layer):
         seeds = [None] * 4
         if training and seed is not None:
             seeds = [stateless.offset_seed(seed, 0, 16 * i) for i in range(4)]
-        nbhd = self.neighbourhood(state)  # (B, H, W, L, 9, D)
+        inputs = state
+        if self.normalize:  # RMS-normalise each level vector before the networks read it
+            inputs = state * ops.rsqrt(ops.mean(ops.square(state), axis=-1, keepdims=True) + 1e-6)
+        nbhd = self.neighbourhood(inputs)  # (B, H, W, L, 9, D)
         d = state.shape[-1]
         flat = ops.reshape(nbhd, ops.shape(nbhd)[:-2] + (9 * d,))  # (B, H, W, L, 9D)
 
@@ -91,9 +93,7 @@ class GlomStep(keras.layers.Layer):
             delta = delta + ops.concatenate([down, top], axis=3)  # (B, H, W, L-1, D)
         # Same level: attention over level l's own neighbourhood, l = 1..L-1.
         if self.same_level is not None:
-            update, weights = self.same_level(
-                nbhd[:, :, :, 1:], seed=seeds[2], training=training
-            )
+            update, weights = self.same_level(nbhd[:, :, :, 1:], seed=seeds[2], training=training)
             delta = delta + update
         else:
             weights = ops.ones_like(nbhd[:, :, :, 1:, :, 0]) / 9.0  # (B, H, W, L-1, 9)
@@ -118,4 +118,5 @@ class GlomStep(keras.layers.Layer):
             "dropout": self.dropout,
             "output_scale": self.output_scale,
             "noise": self.noise,
+            "normalize": self.normalize,
         }

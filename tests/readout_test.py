@@ -32,7 +32,11 @@ class ReadoutTest(GlomTestCase):
         self.assertAllClose(mse, np.mean((s - onehot) ** 2), atol=1e-6)
         ce = float(CellLoss("crossentropy")(labels, s))
         logp = s - np.log(np.exp(s).sum(-1, keepdims=True))
-        self.assertAllClose(ce, -np.mean(np.take_along_axis(logp, labels[:, None, None, None] * np.ones((2, 2, 2, 1), int), -1)), atol=1e-5)
+        self.assertAllClose(
+            ce,
+            -np.mean(np.take_along_axis(logp, labels[:, None, None, None] * np.ones((2, 2, 2, 1), int), -1)),
+            atol=1e-5,
+        )
 
     def test_metrics(self):
         s, labels = scores(), np.array([0, 1])

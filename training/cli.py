@@ -7,6 +7,8 @@ import os
 import sys
 from collections.abc import Callable
 
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: keep stderr to our lines
+
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
 
@@ -21,10 +23,6 @@ class ArgumentParser(argparse.ArgumentParser):
     def error(self, message):
         print(f"error: {message} (see --help)", file=sys.stderr)
         raise SystemExit(EXIT_BAD_INPUT)
-
-
-def quiet_tensorflow() -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def run(main: Callable[[], int | None]) -> None:

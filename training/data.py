@@ -225,20 +225,19 @@ def make_dataset(
         image = tf.image.convert_image_dtype(image, tf.float32)  # uint8 -> [0, 1]
         if image.shape[0] != image_size:
             image = tf.image.resize(image, (image_size, image_size))
+        if training and augment_shift:
+            image = _random_shift(image, augment_shift)
         return image, label
 
     ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.batch(batch_size, drop_remainder=training)
-    if training and augment_shift:
-        ds = ds.map(lambda x, y: (_random_shift(x, augment_shift, seed), y))
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def _random_shift(images, pixels: int, seed: int):
-    """Shifts each batch by up to `pixels` rows and columns, zero-filled."""
+def _random_shift(image, pixels: int):
+    """Shifts one image (H, W, C) by up to `pixels` rows and columns, zero-filled."""
     import tensorflow as tf
 
-    size = tf.shape(images)[1]
-    padded = tf.pad(images, [[0, 0], [pixels, pixels], [pixels, pixels], [0, 0]])
-    offset = tf.random.uniform((2,), 0, 2 * pixels + 1, dtype=tf.int32)
-    return padded[:, offset[0] : offset[0] + size, offset[1] : offset[1] + size]
+    size, channels = image.shape[0], image.shape[-1]
+    padded = tf.pad(image, [[pixels, pixels], [pixels, pixels], [0, 0]])
+    return tf.image.random_crop(padded, (size, size, channels))

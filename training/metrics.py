@@ -24,9 +24,7 @@ def readout_figures(model, dataset, num_classes: int) -> dict:
     labels, vote, mean, agree = (np.concatenate(a) for a in (labels, vote, mean, agree))
     confusion = np.zeros((num_classes, num_classes), np.int64)
     np.add.at(confusion, (labels, vote), 1)
-    per_class = {
-        str(c): float(confusion[c, c] / max(confusion[c].sum(), 1)) for c in range(num_classes)
-    }
+    per_class = {str(c): float(confusion[c, c] / max(confusion[c].sum(), 1)) for c in range(num_classes)}
     return {
         "accuracy_vote": float(np.mean(vote == labels)),
         "accuracy_mean": float(np.mean(mean == labels)),

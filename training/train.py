@@ -51,25 +51,24 @@ def save_model_atomic(model, path: str) -> None:
     os.replace(tmp, path)
 
 
-def _check_workdir(paths: Paths, config: Config) -> dict | None:
-    """Creates the workdir; returns the finished run's metrics if it is already done."""
-    os.makedirs(paths.checkpoints, exist_ok=True)
-    if os.path.exists(paths.config):
-        with open(paths.config) as f:
-            saved = json.load(f)
-        current = json.loads(config.to_json())
-        differ = sorted(k for k in current if k != "epochs" and saved.get(k) != current[k])
-        if differ:
-            raise UserError(
-                f"{paths.workdir} holds a run with a different config ({', '.join(differ)}); "
-                "use another --workdir"
-            )
-        if os.path.exists(paths.metrics):
-            with open(paths.metrics) as f:
-                metrics = json.load(f)
-            if metrics.get("epochs") == config.epochs:
-                return metrics
-    write_atomic(paths.config, config.to_json() + "\n")
+def _finished_run(paths: Paths, config: Config) -> dict | None:
+    """The metrics of a finished run of `config` in the workdir, if any; refuses other configs."""
+    if not os.path.exists(paths.config):
+        return None
+    with open(paths.config) as f:
+        saved = json.load(f)
+    current = json.loads(config.to_json())
+    differ = sorted(k for k in current if k != "epochs" and saved.get(k) != current[k])
+    if differ:
+        raise UserError(
+            f"{paths.workdir} holds a run with a different config ({', '.join(differ)}); "
+            "use another --workdir"
+        )
+    if os.path.exists(paths.metrics):
+        with open(paths.metrics) as f:
+            metrics = json.load(f)
+        if metrics.get("epochs") == config.epochs:
+            return metrics
     return None
 
 
@@ -123,8 +122,13 @@ def fit(
     data_dir: str | None = None,
     strategy: str = "default",
     verbose: int | str = "auto",
+    deterministic: bool = False,
 ) -> dict:
-    """Trains (or resumes) a run in `workdir`; returns the final validation metrics."""
+    """Trains (or resumes) a run in `workdir`; returns the final validation metrics.
+
+    Seeds are always set (two runs of one config on one CPU machine give equal metrics);
+    `deterministic` also turns on TensorFlow op determinism, which makes Keras drop XLA.
+    """
     import keras
     import tensorflow as tf
 
@@ -133,17 +137,20 @@ def fit(
     from training.metrics import readout_figures
 
     config.validate()
-    paths = Paths(workdir)
-    done = _check_workdir(paths, config)
-    if done is not None:
-        print(f"{workdir}: already trained for {config.epochs} epochs (metrics.json); nothing to do")
-        return done
-
-    keras.utils.set_random_seed(config.seed)
-    tf.config.experimental.enable_op_determinism()
-    train, validation = load_data(config, data_dir)
     if config.validation_size == 0:
         raise UserError("validation_size must be > 0 for training")
+    paths = Paths(workdir)
+    finished = _finished_run(paths, config)
+    if finished is not None:
+        print(f"{workdir}: already trained for {config.epochs} epochs (metrics.json); nothing to do")
+        return finished
+    train, validation = load_data(config, data_dir)  # bad data fails before the workdir is touched
+    os.makedirs(paths.checkpoints, exist_ok=True)
+    write_atomic(paths.config, config.to_json() + "\n")
+
+    keras.utils.set_random_seed(config.seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
     dist = make_strategy(strategy)
     replicas = dist.num_replicas_in_sync
     if config.batch_size % replicas:
@@ -156,8 +163,8 @@ def fit(
     )
     val_ds = data.make_dataset(validation, max(config.batch_size, 100), config.image_size)
 
-    # XLA inside MirroredStrategy fails on (logical) CPU devices: compile per replica there.
-    jit = config.jit_compile and replicas == 1
+    # XLA inside MirroredStrategy fails on (logical) CPU devices; op determinism excludes it too.
+    jit = config.jit_compile and replicas == 1 and not deterministic
     initial_epoch = 0
     with dist.scope():
         if os.path.exists(paths.last) and os.path.exists(paths.state):
@@ -186,6 +193,7 @@ def fit(
             initial_epoch=initial_epoch,
             callbacks=callbacks,
             verbose=verbose,
+            shuffle=False,  # tf.data already shuffles
         )
     if checkpointer.diverged:
         raise Diverged(

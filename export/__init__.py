@@ -1,0 +1,1 @@
+"""Deployment artifacts for glom_tf models: SavedModel, TFLite, and prediction on files."""

@@ -1,0 +1,49 @@
+"""Export a .keras model to TFLite (builtin ops only, runs in the stock LiteRT interpreter):
+`python -m export.tflite --model M.keras --out FILE.tflite [--quantize none|dynamic|float16]`.
+"""
+
+from __future__ import annotations
+
+import os
+
+from export.saved_model import load_keras_model
+from training.cli import ArgumentParser, run
+
+QUANTIZE = ("none", "dynamic", "float16")
+
+
+def convert(model, quantize: str = "none") -> bytes:
+    """The model's serving function as a TFLite flatbuffer (signature `serving_default`)."""
+    import tensorflow as tf
+
+    from export.serving import ServingModule
+
+    module = ServingModule(model)
+    function = module.fixed_rank_function()
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([function], module)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if quantize in ("dynamic", "float16"):
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantize == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    return converter.convert()
+
+
+def main(argv=None) -> int:
+    p = ArgumentParser(prog="python -m export.tflite", description=__doc__.splitlines()[0])
+    p.add_argument("--model", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--quantize", default="none", choices=QUANTIZE)
+    args = p.parse_args(argv)
+    model = load_keras_model(args.model)
+    flatbuffer = convert(model, args.quantize)
+    tmp = f"{args.out}.tmp{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(flatbuffer)
+    os.replace(tmp, args.out)
+    print(f"wrote {args.out} ({len(flatbuffer) / 1024:.0f} KiB, quantize={args.quantize})")
+    return 0
+
+
+if __name__ == "__main__":
+    run(main)
