@@ -121,7 +121,7 @@ class GlomModel(keras.Model):
         """Level 0: (B, H, W[, C]) in [0, 1] -> (B, h, w, D)."""
         if len(images.shape) == 3:
             images = images[..., None]  # (B, H, W, 1)
-        x = (ops.cast(images, "float32") - PIXEL_MEAN) / PIXEL_STD
+        x = (ops.cast(images, self.compute_dtype) - PIXEL_MEAN) / PIXEL_STD
         if self.embed is None:  # the original: each pixel's value repeated D times
             return ops.repeat(x, self.dim, axis=-1)  # (B, H, W, D)
         p, g, c = self.patch_size, self.grid, self.channels
@@ -136,11 +136,11 @@ class GlomModel(keras.Model):
         if self.init_state == "zeros":
             upper = ops.zeros(shape, bottom.dtype)
         elif self.init_state == "learned":
-            upper = ops.broadcast_to(self.initial, shape)
+            upper = ops.broadcast_to(ops.cast(self.initial, bottom.dtype), shape)
         elif training:
-            upper = keras.random.uniform(shape, 0.0, INIT_HIGH, seed=self.seed_generator)
+            upper = keras.random.uniform(shape, 0.0, INIT_HIGH, bottom.dtype, seed=self.seed_generator)
         else:
-            upper = ops.broadcast_to(ops.convert_to_tensor(self._fixed_init), shape)
+            upper = ops.broadcast_to(ops.convert_to_tensor(self._fixed_init, bottom.dtype), shape)
         return ops.concatenate([bottom[:, :, :, None, :], upper], axis=3)
 
     def _step_fn(self, seed, training):

@@ -59,6 +59,7 @@ class CellLoss(keras.losses.Loss):
 
     def call(self, y_true, y_pred):
         labels = ops.reshape(ops.cast(y_true, "int32"), (-1,))  # (B,)
+        y_pred = ops.cast(y_pred, "float32")  # the loss in float32 under mixed precision
         classes = y_pred.shape[-1]
         if self.kind == "mse":
             target = ops.one_hot(labels, classes, dtype=y_pred.dtype)[:, None, None, :]
