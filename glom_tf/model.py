@@ -149,15 +149,15 @@ class GlomModel(keras.Model):
             return lambda state: self.step(state, seed=seed, training=training)
         if keras.backend.backend() != "jax":
             return keras.remat(lambda state: self.step(state, seed=seed, training=training))
-        # On JAX the rematerialised function must take the variables as arguments.
+        # On JAX the rematerialised function must take the variables (and seed) as arguments.
         variables = self.step.variables
 
-        def pure(state, *values):
+        def pure(state, step_seed, *values):
             with keras.StatelessScope(state_mapping=list(zip(variables, values))):
-                return self.step(state, seed=seed, training=training)
+                return self.step(state, seed=step_seed, training=training)
 
         rematted = keras.remat(pure)
-        return lambda state: rematted(state, *[v.value for v in variables])
+        return lambda state: rematted(state, seed, *[v.value for v in variables])
 
     def unroll(self, images, training=False, record=True):
         """Runs the dynamics. Returns a dict:

@@ -27,6 +27,7 @@ class Checkpointer(keras.callbacks.Callback):
         self.state_path = state_path
         self.diverged = None
         self.diverged_epoch = None
+        self.last_logs = {}
         self._epoch = 0
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -42,6 +43,7 @@ class Checkpointer(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if self.diverged is not None:
             return
+        self.last_logs = dict(logs or {})
         losses = [v for k, v in (logs or {}).items() if k.endswith("loss")]
         if any(not math.isfinite(float(v)) for v in losses):
             self.diverged, self.diverged_epoch = "nan", epoch
@@ -89,6 +91,9 @@ class TensorBoardExtras(keras.callbacks.Callback):
         self._start = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
+        import tensorflow as tf
+
+        from training.visualize import figures, render
         from training.visuals import vote_panel
 
         summary, writer = self._summary()
@@ -102,4 +107,13 @@ class TensorBoardExtras(keras.callbacks.Callback):
             if seconds > 0:
                 summary.scalar("images_per_second", self.steps_per_epoch * self.config.batch_size / seconds)
             summary.image("validation_panel", panel[None], max_outputs=1)
+            # The part-whole pictures of the first validation digit, and its settling figures.
+            figs, curves = figures(self.model, self.images[0])
+            for name, fig in figs.items():
+                if name != "input":
+                    summary.image(f"parts/{name}", tf.image.decode_png(render(fig))[None], max_outputs=1)
+            summary.scalar("islands/agreement_digit_cells", curves["agreement_digit"][-1])
+            for level, (sim, count) in enumerate(zip(curves["similarity"][-1], curves["islands"][-1])):
+                summary.scalar(f"islands/neighbour_similarity_level{level}", sim)
+                summary.scalar(f"islands/count_level{level}", count)
         writer.flush()

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import time
 
@@ -185,7 +184,9 @@ def fit(
         TensorBoardExtras(paths.tensorboard, config, validation, steps_per_epoch),
     ]
     start = time.perf_counter()
-    if initial_epoch < config.epochs:
+    if initial_epoch < config.epochs and strategy == "multi_worker":
+        run_with_strategy(model, dist, train_ds, val_ds, config.epochs, initial_epoch, callbacks, verbose)
+    elif initial_epoch < config.epochs:
         model.fit(
             train_ds,
             validation_data=val_ds,
@@ -202,11 +203,12 @@ def fit(
         )
     seconds = time.perf_counter() - start
     save_model_atomic(model, paths.model)
-    metrics = readout_figures(model, val_ds, config.num_classes)
+    metrics = readout_figures(model, val_ds, config.num_classes, jit)
     trained = max(config.epochs - initial_epoch, 0) * steps_per_epoch * config.batch_size
     metrics.update(
         {
             "split": "validation",
+            "train_loss": checkpointer.last_logs.get("loss"),
             "dataset": config.dataset,
             "source": train.source,
             "train_examples": int(len(train.labels)),
@@ -222,9 +224,52 @@ def fit(
     return metrics
 
 
-def is_finite(value) -> bool:
-    return value is not None and math.isfinite(float(value))
+def run_with_strategy(model, dist, train_ds, val_ds, epochs, initial_epoch, callbacks, verbose):
+    """model.fit's epochs for MultiWorkerMirroredStrategy, where Keras 3.15's fit fails.
 
+    The model's own train_step and test_step run under `strategy.run` (so the loss is
+    scaled and unscaled for the replicas exactly as in fit), with the same callbacks.
+    """
+    import keras
+    import tensorflow as tf
 
-def as_float(value) -> float:
-    return float(np.asarray(value))
+    steps = int(train_ds.cardinality())
+    hooks = keras.callbacks.CallbackList(
+        callbacks, add_history=True, add_progbar=verbose != 0, model=model,
+        verbose=1 if verbose == "auto" else verbose, epochs=epochs, steps=steps,
+    )  # fmt: skip
+    train_dist = dist.experimental_distribute_dataset(train_ds)
+    val_dist = dist.experimental_distribute_dataset(val_ds)
+
+    @tf.function
+    def train_step(iterator):
+        dist.run(model.train_step, args=(next(iterator),))
+
+    @tf.function
+    def test_step(batch):
+        dist.run(model.test_step, args=(batch,))
+
+    def results(prefix=""):
+        return {prefix + k: float(np.asarray(v)) for k, v in model.get_metrics_result().items()}
+
+    logs = {}
+    hooks.on_train_begin()
+    for epoch in range(initial_epoch, epochs):
+        model.reset_metrics()
+        hooks.on_epoch_begin(epoch)
+        iterator = iter(train_dist)
+        for step in range(steps):
+            hooks.on_train_batch_begin(step)
+            train_step(iterator)
+            hooks.on_train_batch_end(step, results())
+            if model.stop_training:
+                break
+        logs = results()
+        model.reset_metrics()
+        for batch in val_dist:
+            test_step(batch)
+        logs.update(results("val_"))
+        hooks.on_epoch_end(epoch, logs)
+        if model.stop_training:
+            break
+    hooks.on_train_end(logs)
