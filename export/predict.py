@@ -9,6 +9,7 @@ is 20 px, then placed in a 28x28 frame centred on its centre of mass.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -59,6 +60,20 @@ def prepare_image(path: str, size: int = 28) -> np.ndarray:
     return np.clip(canvas, 0, 255).astype(np.uint8)
 
 
+@contextlib.contextmanager
+def quiet_stderr():
+    """Silences the C-level stderr (file descriptor 2) inside the block."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 class Predictor:
     """Runs one of the three artifact kinds on uint8 images (N, H, W, C)."""
 
@@ -67,9 +82,11 @@ class Predictor:
         if path.endswith(".tflite") and os.path.isfile(path):
             from ai_edge_litert.interpreter import Interpreter
 
-            interpreter = Interpreter(model_path=path)
-            self.runner = interpreter.get_signature_runner("serving_default")
-            shape = interpreter.get_input_details()[0]["shape"]
+            with quiet_stderr():  # LiteRT prints an INFO line about its CPU delegate
+                interpreter = Interpreter(model_path=path)
+                self.runner = interpreter.get_signature_runner("serving_default")
+                shape = interpreter.get_input_details()[0]["shape"]
+                self.runner(images=np.zeros((1, *shape[1:]), np.uint8))  # the delegate starts here
             self.size, self.channels, self.kind = int(shape[1]), int(shape[3]), "tflite"
         elif path.endswith(".keras") and os.path.isfile(path):
             from export.saved_model import load_keras_model

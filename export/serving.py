@@ -35,7 +35,7 @@ def checked_images(model, images):
         message=f"images must have shape (N, {size}, {size}) or (N, {size}, {size}, {channels})",
     )
     images = tf.cond(tf.equal(rank, 3), lambda: tf.expand_dims(images, -1), lambda: images)
-    images = tf.ensure_shape(tf.reshape(images, tf.shape(images)[:4]), [None, None, None, None])
+    images = tf.ensure_shape(images, [None, None, None, None])
     tf.debugging.assert_equal(
         tf.shape(images)[1:],
         tf.constant([size, size, channels]),
@@ -59,4 +59,8 @@ class ServingModule(tf.Module):
         """A concrete function on (N, H, W, C) uint8 (for TFLite)."""
         m = self.model
         spec = tf.TensorSpec([None, m.image_size, m.image_size, m.channels], tf.uint8, name="images")
-        return tf.function(lambda images: outputs(m, images)).get_concrete_function(spec)
+
+        def serve(images):
+            return outputs(m, images)
+
+        return tf.function(serve).get_concrete_function(spec)

@@ -13,14 +13,26 @@ QUANTIZE = ("none", "dynamic", "float16")
 
 
 def convert(model, quantize: str = "none") -> bytes:
-    """The model's serving function as a TFLite flatbuffer (signature `serving_default`)."""
+    """The model's serving function as a TFLite flatbuffer (signature `serving_default`).
+
+    The weights are frozen into constants first: converting a function that reads Keras 3
+    variables leaves READ_VARIABLE ops on uninitialised variables (NaN outputs).
+    """
     import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
     from export.serving import ServingModule
 
     module = ServingModule(model)
     function = module.fixed_rank_function()
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([function], module)
+    frozen = convert_variables_to_constants_v2(function)  # returns the outputs as a list
+    names = sorted(function.structured_outputs)  # the flattening order of the output dict
+
+    @tf.function(input_signature=function.structured_input_signature[0])
+    def serve(images):
+        return dict(zip(names, frozen(images)))
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], module)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if quantize in ("dynamic", "float16"):
         converter.optimizations = [tf.lite.Optimize.DEFAULT]

@@ -12,13 +12,13 @@ from glom_tf.level_mlp import LevelMLP
 class SameLevelAttention(keras.layers.Layer):
     """Hinton's consensus attention over the torus neighbourhood, one per level.
 
-    Input: the neighbourhood of each updated level, (B, H, W, G, K, D) with the cell
+    Input: the neighbourhood of each updated level, (G, N, K, D) with the cell
     itself at K // 2. Logits are dot products between the cell and each neighbour,
     either of the raw vectors (`key_dim=0`: parameter-free, neighbours with similar
     vectors get more weight) or of learned per-level queries and keys (`key_dim>0`),
-    scaled by 1/sqrt(width). The softmax weights (B, H, W, G, K) rescale the neighbours
+    scaled by 1/sqrt(width). The softmax weights (G, N, K) rescale the neighbours
     (times K, so equal weights give the original's plain concatenation) and a LevelMLP
-    turns the weighted neighbourhood into the level's update (B, H, W, G, units).
+    turns the weighted neighbourhood into the level's update (G, N, units).
     Returns (update, weights).
     """
 
@@ -42,14 +42,14 @@ class SameLevelAttention(keras.layers.Layer):
         k, d = input_shape[-2], input_shape[-1]
         if self.key_dim:
             self.query = keras.layers.EinsumDense(
-                "abcgd,gdk->abcgk",  # (B, H, W, G, D) -> (B, H, W, G, key_dim)
-                output_shape=(None, None, self.groups, self.key_dim),
+                "gnd,gde->gne",  # (G, N, D) -> (G, N, key_dim)
+                output_shape=(None, self.key_dim),
                 name="query",
             )
             self.query.build(tuple(input_shape[:-2]) + (d,))
             self.key = keras.layers.EinsumDense(
-                "abcgnd,gdk->abcgnk",  # (B, H, W, G, K, D) -> (B, H, W, G, K, key_dim)
-                output_shape=(None, None, self.groups, k, self.key_dim),
+                "gnkd,gde->gnke",  # (G, N, K, D) -> (G, N, K, key_dim)
+                output_shape=(None, k, self.key_dim),
                 name="key",
             )
             self.key.build(tuple(input_shape))
@@ -57,23 +57,23 @@ class SameLevelAttention(keras.layers.Layer):
         self.mlp.build(tuple(input_shape[:-2]) + (k * d,))
 
     def attention_weights(self, neighbours):
-        """Softmax weights over the K neighbours: (B, H, W, G, K, D) -> (B, H, W, G, K)."""
+        """Softmax weights over the K neighbours: (G, N, K, D) -> (G, N, K)."""
         k = neighbours.shape[-2]
-        centre = neighbours[..., k // 2, :]  # (B, H, W, G, D)
+        centre = neighbours[:, :, k // 2, :]  # (G, N, D)
         if self.key_dim:
-            q = self.query(centre)  # (B, H, W, G, E)
-            keys = self.key(neighbours)  # (B, H, W, G, K, E)
+            q = self.query(centre)  # (G, N, E)
+            keys = self.key(neighbours)  # (G, N, K, E)
         else:
             q, keys = centre, neighbours
-        logits = ops.sum(q[..., None, :] * keys, axis=-1)  # (B, H, W, G, K)
+        logits = ops.sum(q[..., None, :] * keys, axis=-1)  # (G, N, K)
         logits = logits / ops.sqrt(ops.cast(q.shape[-1], logits.dtype))
         return ops.softmax(logits, axis=-1)
 
     def call(self, neighbours, seed=None, training=False):
-        weights = self.attention_weights(neighbours)  # (B, H, W, G, K)
+        weights = self.attention_weights(neighbours)  # (G, N, K)
         k, d = neighbours.shape[-2], neighbours.shape[-1]
-        weighted = neighbours * (k * weights[..., None])  # (B, H, W, G, K, D)
-        flat = ops.reshape(weighted, ops.shape(weighted)[:-2] + (k * d,))  # (B, H, W, G, K*D)
+        weighted = neighbours * (k * weights[..., None])  # (G, N, K, D)
+        flat = ops.reshape(weighted, (self.groups, -1, k * d))  # (G, N, K*D)
         return self.mlp(flat, seed=seed, training=training), weights
 
     def compute_output_shape(self, input_shape):

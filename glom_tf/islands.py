@@ -93,6 +93,8 @@ def settling_curves(model, images: np.ndarray, threshold: float = ISLAND_THRESHO
         "islands": islands[..., 0].mean(1).tolist(),  # [T+1][L]
         "islands_digit": islands[..., 1].mean(1).tolist(),  # [T+1][L]
         "agreement": votes.mean((1, 2, 3)).tolist(),  # [T+1]
-        "agreement_digit": ((votes * mask[None]).sum((2, 3)) / np.maximum(mask.sum((1, 2)), 1)).mean(1).tolist(),
+        "agreement_digit": ((votes * mask[None]).sum((2, 3)) / np.maximum(mask.sum((1, 2)), 1))
+        .mean(1)
+        .tolist(),
         "threshold": threshold,
     }

@@ -15,8 +15,8 @@ class LevelMLP(keras.layers.Layer):
     For each group g (a level) and cell, with x of width `input_dim`:
         q = tanh(W1 x + b1); k = tanh(W2 q + b2) + q; v = tanh(W3 k + b3) + q + k
         out = output_scale * v,  dropout before each Dense (training only).
-    Input (B, H, W, G, input_dim) -> output (B, H, W, G, units). Groups share nothing;
-    one einsum runs them together (the networks of one kind across levels).
+    Input (G, N, input_dim) -> output (G, N, units) for N cells, group-major so that one
+    batched matmul runs the networks of one kind across levels with no transposes.
     """
 
     def __init__(
@@ -34,13 +34,13 @@ class LevelMLP(keras.layers.Layer):
         self.output_scale = output_scale
 
     def build(self, input_shape):
-        g, u = self.groups, self.units
+        u = self.units
         shapes = {"q": input_shape[-1], "k": u, "v": u}
         self.dense = {}
         for name, fan_in in shapes.items():
             layer = keras.layers.EinsumDense(
-                "abcgi,gio->abcgo",  # (B, H, W, G, in) x (G, in, out) -> (B, H, W, G, out)
-                output_shape=(None, None, g, u),
+                "gni,gio->gno",  # (G, N, in) x (G, in, out) -> (G, N, out)
+                output_shape=(None, u),  # all but the first (group) axis
                 bias_axes="go",
                 kernel_initializer=keras.initializers.VarianceScaling(
                     1.0 / 3.0, "fan_in", "uniform"

@@ -123,7 +123,7 @@ class GlomModel(keras.Model):
             images = images[..., None]  # (B, H, W, 1)
         x = (ops.cast(images, self.compute_dtype) - PIXEL_MEAN) / PIXEL_STD
         if self.embed is None:  # the original: each pixel's value repeated D times
-            return ops.repeat(x, self.dim, axis=-1)  # (B, H, W, D)
+            return x * ops.ones((self.dim,), x.dtype)  # (B, H, W, D)
         p, g, c = self.patch_size, self.grid, self.channels
         x = ops.reshape(x, (-1, g, p, g, p, c))  # (B, h, p, w, p, C)
         x = ops.transpose(x, (0, 1, 3, 2, 4, 5))  # (B, h, w, p, p, C)
@@ -141,7 +141,7 @@ class GlomModel(keras.Model):
             upper = keras.random.uniform(shape, 0.0, INIT_HIGH, bottom.dtype, seed=self.seed_generator)
         else:
             upper = ops.broadcast_to(ops.convert_to_tensor(self._fixed_init, bottom.dtype), shape)
-        return ops.concatenate([bottom[:, :, :, None, :], upper], axis=3)
+        return ops.concatenate([ops.expand_dims(bottom, 3), upper], axis=3)  # (B, h, w, L, D)
 
     def _step_fn(self, seed, training):
         """The step as a function of the state, rematerialised when `remat` is on."""

@@ -30,26 +30,30 @@ def neighbour_shifts(radius: int = 1) -> list[tuple[int, int]]:
 
 @keras.saving.register_keras_serializable(package="glom_tf")
 class Neighbourhood(keras.layers.Layer):
-    """Stacks each cell's (2r+1)^2 torus neighbours: (B, H, W, ...) -> (B, H, W, ..., K, D).
+    """Concatenates each cell's (2r+1)^2 torus neighbours on the last (vector) axis.
 
-    Neighbour k of cell (i, j) is the cell at (i - dy_k, j - dx_k) mod (H, W), i.e. the
+    With the grid on `axes` (rows, cols), e.g. (B, H, W, L, D) and axes (1, 2) ->
+    (B, H, W, L, K*D); slot k holds the cell at (i - dy_k, j - dx_k) mod (H, W), i.e. the
     original notebook's `torch.roll(x, shifts=(dy, dx), dims=(1, 2))`, k in row-major
-    order of (dy, dx) in [-r, r]^2. The last axis is the vector axis.
+    order of (dy, dx) in [-r, r]^2 (as the original's concatenation of 9 rolls).
     """
 
-    def __init__(self, radius: int = 1, **kwargs):
+    def __init__(self, radius: int = 1, axes: tuple[int, int] = (1, 2), **kwargs):
         super().__init__(**kwargs)
         self.radius = radius
+        self.axes = tuple(axes)
 
     def call(self, x):
+        rows, cols = self.axes
         shifted = [
-            torus_shift(torus_shift(x, dy, axis=1), dx, axis=2) for dy, dx in neighbour_shifts(self.radius)
+            torus_shift(torus_shift(x, dy, axis=rows), dx, axis=cols)
+            for dy, dx in neighbour_shifts(self.radius)
         ]
-        return ops.stack(shifted, axis=-2)  # (B, H, W, ..., K, D)
+        return ops.concatenate(shifted, axis=-1)  # (..., K*D)
 
     def compute_output_shape(self, input_shape):
         k = (2 * self.radius + 1) ** 2
-        return tuple(input_shape[:-1]) + (k, input_shape[-1])
+        return tuple(input_shape[:-1]) + (k * input_shape[-1],)
 
     def get_config(self):
-        return {**super().get_config(), "radius": self.radius}
+        return {**super().get_config(), "radius": self.radius, "axes": list(self.axes)}

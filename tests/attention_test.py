@@ -6,14 +6,14 @@ from glom_tf.attention import SameLevelAttention
 from tests.test_case import GlomTestCase
 
 
-def neighbourhoods(seed=0, shape=(2, 4, 4, 3, 9, 6)):
+def neighbourhoods(seed=0, shape=(3, 32, 9, 6)):  # (G, N, K, D)
     return np.random.default_rng(seed).normal(size=shape).astype("float32")
 
 
 class SameLevelAttentionTest(GlomTestCase):
     def test_layer_contract(self):
         kwargs = {"groups": 3, "units": 6, "key_dim": 4, "dropout": 0.0, "output_scale": 0.1}
-        self.run_layer_test(SameLevelAttention, kwargs, neighbourhoods(), (2, 4, 4, 3, 6))
+        self.run_layer_test(SameLevelAttention, kwargs, neighbourhoods(), (3, 32, 6), batch_axis=1)
 
     def test_weights_are_a_softmax_that_prefers_similar_neighbours(self):
         x = neighbourhoods(1)
@@ -21,7 +21,7 @@ class SameLevelAttentionTest(GlomTestCase):
         x[..., 8, :] = -x[..., 4, :]  # neighbour 8 is its opposite
         layer = SameLevelAttention(groups=3, units=6)
         weights = np.asarray(layer.attention_weights(x))
-        self.assertEqual(weights.shape, (2, 4, 4, 3, 9))
+        self.assertEqual(weights.shape, (3, 32, 9))
         self.assertAllClose(weights.sum(-1), np.ones(weights.shape[:-1]), atol=1e-5)
         self.assertTrue(np.all(weights[..., 0] > weights[..., 8]))
 
@@ -48,7 +48,7 @@ class SameLevelAttentionTest(GlomTestCase):
         x = neighbourhoods(3)
         layer = SameLevelAttention(groups=3, units=6, output_scale=1.0)
         out, weights = layer(x)
-        plain = layer.mlp(np.reshape(x, x.shape[:-2] + (54,)))
+        plain = layer.mlp(np.reshape(x, x.shape[:-2] + (54,)))  # (G, N, 9D)
         self.assertGreater(float(np.std(weights)), 0.01)
         self.assertNotAllClose(out, plain)
         # With identical neighbours the weights are uniform and it is the plain concatenation.
@@ -65,4 +65,4 @@ class SameLevelAttentionTest(GlomTestCase):
             loss = tf.reduce_sum(out)
         grads = tape.gradient(loss, layer.trainable_variables)
         self.assertTrue(all(float(tf.reduce_max(tf.abs(g))) > 0 for g in grads))
-        self.assertEqual(keras.ops.shape(out), (2, 4, 4, 3, 6))
+        self.assertEqual(keras.ops.shape(out), (3, 32, 6))

@@ -18,7 +18,9 @@ class IslandsTest(GlomTestCase):
         self.assertAllClose(sim[..., 0], np.ones((2, 4, 4)), atol=1e-6)
         self.assertLess(float(np.abs(sim[..., 2]).mean()), 0.6)
         # A checkerboard of opposite vectors: 4 edge neighbours at -1, 4 corners at +1.
-        board = np.where((np.indices((4, 4)).sum(0) % 2)[..., None, None] == 0, 1.0, -1.0) * np.ones((4, 4, 1, 2))
+        board = np.where((np.indices((4, 4)).sum(0) % 2)[..., None, None] == 0, 1.0, -1.0) * np.ones(
+            (4, 4, 1, 2)
+        )
         self.assertAllClose(neighbour_similarity(board)[..., 0], np.zeros((4, 4)), atol=1e-6)
 
     def test_count_islands_on_a_torus(self):

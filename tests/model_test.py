@@ -60,7 +60,7 @@ class GlomModelTest(GlomTestCase):
                 self.assertAllEqual(upper, np.zeros_like(upper))
             else:
                 self.assertTrue(np.all((upper >= 0) & (upper < 0.1)) and upper.std() > 0)
-            self.assertEqual(len(model.trainable_weights), 21 if init == "learned" else 20)
+            self.assertEqual(len(model.trainable_weights), 25 if init == "learned" else 24)
         # Uniform: fixed at inference (deterministic), drawn anew in training.
         model = glom_tf.build_model(tiny(init_state="uniform"))
         bottom = model.embed_images(x)
@@ -128,7 +128,7 @@ class GlomModelTest(GlomTestCase):
     def test_one_compiled_fit_step_under_both_losses_and_readouts(self):
         x, y = mnist_digits(8)
         for loss, readout in (("mse", "vote"), ("crossentropy", "mean")):
-            config = glom_tf.get_preset("seed").with_overrides(steps=4, loss=loss, readout=readout)
+            config = glom_tf.get_preset("seed").with_overrides(steps=2, loss=loss, readout=readout)
             model = glom_tf.compile_model(glom_tf.build_model(config), config)
             before = model.get_weights()
             history = model.fit(x, y, batch_size=8, epochs=1, verbose=0)

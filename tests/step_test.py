@@ -33,7 +33,7 @@ class GlomStepTest(GlomTestCase):
         # 4 levels: 3 bottom-up, 2 top-down, 3 same-level networks of 1,130 parameters.
         layer = GlomStep(levels=4, dim=10)
         layer.build((None, 28, 28, 4, 10))
-        self.assertEqual(layer.bottom_up.count_params(), 3 * 1130)
+        self.assertEqual(layer.bottom_up.count_params(), 3 * 1130)  # (grouped kernels)
         self.assertEqual(layer.top_down_mlp.count_params(), 2 * 1130)
         self.assertEqual(layer.same_level.count_params(), 3 * 1130)
 

@@ -42,16 +42,17 @@ def scalars(logdir):
     acc.Reload()
     out = {}
     for tag in acc.Tags()["tensors"]:
-        out[tag] = [
-            (e.step, float(np.asarray(_tensor(e.tensor_proto)).reshape(-1)[0])) for e in acc.Tensors(tag)
-        ]
+        events = acc.Tensors(tag)
+        values = [(e.step, _tensor(e.tensor_proto).reshape(-1)) for e in events]
+        if events and events[0].tensor_proto.dtype in (1, 2) and all(v.size == 1 for _, v in values):
+            out[tag] = [(step, float(v[0])) for step, v in values]  # float or double scalars
     return out, acc
 
 
 def _tensor(proto):
     import tensorflow as tf
 
-    return tf.make_ndarray(proto) if proto.dtype != 7 else np.array([0.0])
+    return np.asarray(tf.make_ndarray(proto))
 
 
 class FitEndToEndTest(GlomTestCase):

@@ -88,7 +88,12 @@ def benchmark(config: Config, batch_size: int, steps: int, mode: str, precision:
     flops = forward_flops(config) * (3 if mode == "train" else 1)
     peak, peak_kind = peak_memory_gib(backend)
     return {
-        "preset_config": {"dim": config.dim, "steps": config.steps, "grid": config.grid, "levels": config.levels},
+        "preset_config": {
+            "dim": config.dim,
+            "steps": config.steps,
+            "grid": config.grid,
+            "levels": config.levels,
+        },
         "backend": backend,
         "device": device_name(backend),
         "mode": mode,

@@ -93,6 +93,9 @@ class TensorBoardExtras(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         import tensorflow as tf
 
+        if not math.isfinite(float((logs or {}).get("loss", 0.0))):
+            return  # a diverged epoch: nothing worth drawing
+
         from training.visualize import figures, render
         from training.visuals import vote_panel
 
