@@ -101,6 +101,10 @@ class FitEndToEndTest(GlomTestCase):
         self.assertEqual(figures["images"], 300)
         for key in ("accuracy_vote", "accuracy_mean", "agreement", "per_class_accuracy", "seconds"):
             self.assertIn(key, figures)
+        curves = figures["islands"]  # per time step, per level
+        self.assertEqual(len(curves["agreement"]), config["steps"] + 1)
+        self.assertEqual(len(curves["similarity"][0]), config["levels"])
+        self.assertIn("agreement by time step", ev.stdout)
         self.assertGreaterEqual(figures["accuracy_vote"], 0.0)
 
         # A finished run, run again, says so and does not retrain.

@@ -11,6 +11,8 @@ import os
 
 from training.cli import ArgumentParser, UserError, run, write_atomic
 
+ISLAND_IMAGES = 100  # images for the per-step island and agreement curves
+
 
 def parse_args(argv=None):
     p = ArgumentParser(prog="python -m training.evaluate", description=__doc__.splitlines()[0])
@@ -37,6 +39,7 @@ def evaluate(model_path: str, dataset: str, split: str, data_dir=None, limit: in
         arrays = data.Arrays(arrays.images[:limit], arrays.labels[:limit], arrays.source, arrays.num_classes)
     import keras
 
+    from glom_tf.islands import settling_curves
     from training.metrics import readout_figures
 
     try:
@@ -45,6 +48,10 @@ def evaluate(model_path: str, dataset: str, split: str, data_dir=None, limit: in
         raise UserError(f"--model {model_path}: cannot load ({type(e).__name__})") from None
     ds = data.make_dataset(arrays, batch_size, model.image_size)
     figures = readout_figures(model, ds, arrays.num_classes)
+    # Islands and settling over time steps, on the first images (the curves are per step).
+    sample = arrays.images[:ISLAND_IMAGES].astype("float32") / 255.0
+    figures["islands"] = settling_curves(model, sample)
+    figures["islands"]["images"] = int(len(sample))
     figures.update({"model": model_path, "dataset": dataset, "split": split, "source": arrays.source})
     return figures
 
@@ -56,7 +63,14 @@ def main(argv=None) -> int:
         os.path.dirname(args.model) or ".", f"eval_{args.dataset}_{args.split}.json"
     )
     write_atomic(out, json.dumps(figures, indent=2) + "\n")
-    print(json.dumps({k: v for k, v in figures.items() if k != "confusion_matrix"}))
+    print(json.dumps({k: v for k, v in figures.items() if k not in ("confusion_matrix", "islands")}))
+    curves = figures["islands"]
+    print(
+        "agreement by time step (digit cells): "
+        + " ".join(f"{a:.3f}" for a in curves["agreement_digit"])
+        + "; top-level neighbour similarity: "
+        + " ".join(f"{s[-1]:.2f}" for s in curves["similarity"])
+    )
     print(
         f"accuracy {figures['accuracy_vote']:.4f} (vote) {figures['accuracy_mean']:.4f} (mean); wrote {out}"
     )
