@@ -86,7 +86,6 @@ class FitEndToEndTest(GlomTestCase):
         panel = acc.Tensors("validation_panel")[-1].tensor_proto
         self.assertGreater(len(panel.string_val), 2)  # width, height, PNG bytes
         self.assertTrue(panel.string_val[2].startswith(b"\x89PNG"))
-        self.assertTrue(any("hparams" in t for t in acc.summary_metadata) or acc.Tags())
         hp_files = glob.glob(os.path.join(workdir, "tensorboard", "extras", "*"))
         self.assertTrue(any(b"hparams" in open(f, "rb").read() for f in hp_files))
 
@@ -105,7 +104,12 @@ class FitEndToEndTest(GlomTestCase):
         self.assertEqual(len(curves["agreement"]), config["steps"] + 1)
         self.assertEqual(len(curves["similarity"][0]), config["levels"])
         self.assertIn("agreement by time step", ev.stdout)
-        self.assertGreaterEqual(figures["accuracy_vote"], 0.0)
+        confusion = np.array(figures["confusion_matrix"])
+        self.assertEqual(confusion.sum(), 300)
+        self.assertAlmostEqual(figures["accuracy_vote"], np.trace(confusion) / 300, places=6)
+        self.assertAlmostEqual(
+            figures["per_class_accuracy"]["1"], confusion[1, 1] / confusion[1].sum(), places=6
+        )
 
         # A finished run, run again, says so and does not retrain.
         again = cli("training.fit", *TINY, "--epochs", "2", "--data-dir", MNIST_DIR, "--workdir", workdir)
@@ -138,7 +142,13 @@ class FitEndToEndTest(GlomTestCase):
         proc.wait()
         done = json.load(open(state))["epoch"]
         self.assertGreaterEqual(done, 1)
-        self.assertFalse(glob.glob(os.path.join(workdir, "checkpoints", "*.tmp*")) and False)
+        # The checkpoint left by the killed run is whole: it loads.
+        import keras
+
+        import glom_tf  # noqa: F401  (registers the classes)
+
+        restored = keras.saving.load_model(os.path.join(workdir, "checkpoints", "last.keras"))
+        self.assertEqual(restored.count_params(), 4274)
         rerun = cli("training.fit", *args)
         self.assertEqual(rerun.returncode, 0, rerun.stderr[-3000:])
         self.assertIn("resuming", rerun.stdout)
