@@ -71,7 +71,9 @@ class StatelessTest(GlomTestCase):
         )
         env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu", PYTHONPATH=REPO)
         with tempfile.TemporaryDirectory() as tmp:
-            run = subprocess.run([sys.executable, "-c", script], env=env, cwd=tmp, capture_output=True, text=True)
+            run = subprocess.run(
+                [sys.executable, "-c", script], env=env, cwd=tmp, capture_output=True, text=True
+            )
         self.assertEqual(run.returncode, 0, run.stderr[-2000:])
         tf_bits = np.asarray(stateless.bits((3, 4), np.array([9, 11], "int32")))
         self.assertAllEqual(np.array(eval(run.stdout.strip().splitlines()[-1]), "uint32"), tf_bits)
