@@ -98,7 +98,7 @@ class FitEndToEndTest(GlomTestCase):
         self.assertEqual(ev.returncode, 0, ev.stderr[-3000:])
         figures = json.load(open(out))
         self.assertEqual(figures["images"], 300)
-        for key in ("accuracy_vote", "accuracy_mean", "agreement", "per_class_accuracy", "seconds"):
+        for key in ("accuracy_vote", "accuracy_mean", "agreement", "agreement_digit", "per_class_accuracy"):
             self.assertIn(key, figures)
         curves = figures["islands"]  # per time step, per level
         self.assertEqual(len(curves["agreement"]), config["steps"] + 1)

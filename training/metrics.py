@@ -1,4 +1,10 @@
-"""Readout figures of a model over a dataset: both readouts, per class, agreement, confusion."""
+"""Readout figures of a model over a dataset: both readouts, per class, agreement, confusion.
+
+Agreement (issue 6's definition): for each image, the fraction of its cells whose own top-level
+vote (argmax of the cell's scores) is the image's predicted class (majority vote), averaged over
+images; `agreement` counts every cell of the grid, `agreement_digit` only the cells the digit
+covers (a pixel of the cell's patch above 0.5, `glom_tf.islands.digit_mask`).
+"""
 
 from __future__ import annotations
 
@@ -11,21 +17,27 @@ def readout_figures(model, dataset, num_classes: int, jit: bool = True) -> dict:
     """Runs `model` over a tf.data dataset of (images, labels); returns a JSON-able dict."""
     import tensorflow as tf
 
-    from glom_tf.readout import agreement, class_probabilities
+    from glom_tf.islands import digit_mask
+    from glom_tf.readout import argmax, class_probabilities
 
     forward = tf.function(lambda images: model(images, training=False), jit_compile=jit)
 
     start = time.perf_counter()
-    labels, vote, mean, agree = [], [], [], []
+    labels, vote, mean, agree, agree_digit = [], [], [], [], []
     for images, batch_labels in dataset:
         scores = np.asarray(forward(images))  # (B, h, w, C)
         votes = np.asarray(class_probabilities(scores, "vote")).argmax(-1)
         vote.append(votes)
         mean.append(np.asarray(class_probabilities(scores, "mean")).argmax(-1))
-        agree.append(np.asarray(agreement(scores, votes)))
+        hits = np.asarray(argmax(scores)) == votes[:, None, None]  # (B, h, w): cell votes the prediction
+        mask = digit_mask(np.asarray(images), scores.shape[1])  # (B, h, w): cells on the digit
+        agree.append(hits.mean((1, 2)))
+        agree_digit.append((hits & mask).sum((1, 2)) / np.maximum(mask.sum((1, 2)), 1))
         labels.append(np.asarray(batch_labels))
     seconds = time.perf_counter() - start
-    labels, vote, mean, agree = (np.concatenate(a) for a in (labels, vote, mean, agree))
+    labels, vote, mean, agree, agree_digit = (
+        np.concatenate(a) for a in (labels, vote, mean, agree, agree_digit)
+    )
     confusion = np.zeros((num_classes, num_classes), np.int64)
     np.add.at(confusion, (labels, vote), 1)
     per_class = {str(c): float(confusion[c, c] / max(confusion[c].sum(), 1)) for c in range(num_classes)}
@@ -33,6 +45,7 @@ def readout_figures(model, dataset, num_classes: int, jit: bool = True) -> dict:
         "accuracy_vote": float(np.mean(vote == labels)),
         "accuracy_mean": float(np.mean(mean == labels)),
         "agreement": float(np.mean(agree)),
+        "agreement_digit": float(np.mean(agree_digit)),
         "per_class_accuracy": per_class,
         "confusion_matrix": confusion.tolist(),
         "images": int(len(labels)),
