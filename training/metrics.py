@@ -20,7 +20,10 @@ def readout_figures(model, dataset, num_classes: int, jit: bool = True) -> dict:
     from glom_tf.islands import digit_mask
     from glom_tf.readout import argmax, class_probabilities
 
-    forward = tf.function(lambda images: model(images, training=False), jit_compile=jit)
+    def scores_of(images):
+        return model(images, training=False)
+
+    forward = tf.function(scores_of, jit_compile=jit)
 
     start = time.perf_counter()
     labels, vote, mean, agree, agree_digit = [], [], [], [], []
