@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Ablations of the `default` preset on a fixed, small budget: each row trains on 6,000 official
-# MNIST training digits for 4 epochs (500 more held out), then evaluates on the 10,000 official
+# MNIST training digits for 3 epochs (500 more held out), then evaluates on the 10,000 official
 # test digits (reported, never used for selection). One row = one `--set` change.
 # Usage: bash experiments/ablations.sh [DATA_DIR] [ROW ...]   (DATA_DIR default ../shared/data/mnist)
-# Writes runs/ablations/<row>/ and prints a Markdown table; about 4 min per row on 2 CPU cores.
+# Writes runs/ablations/<row>/ and prints a Markdown table; about 3 min per row on 2 CPU cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${1:-../shared/data/mnist}
@@ -29,7 +29,7 @@ for row in "${ORDER[@]}"; do
   work=runs/ablations/$row
   sets=(--set train_size=6000)
   for s in ${ROWS[$row]}; do sets+=(--set "$s"); done
-  python -m training.fit --preset default --data-dir "$DATA" --workdir "$work" --epochs 4 --quiet "${sets[@]}" > "$work.log" 2>&1 \
+  python -m training.fit --preset default --data-dir "$DATA" --workdir "$work" --epochs 3 --quiet "${sets[@]}" > "$work.log" 2>&1 \
     || { echo "error: $row failed, see $work.log" >&2; exit 1; }
   echo "${ROWS[$row]:-none (the preset)}" > "$work.change"
   python -m training.evaluate --model "$work/model.keras" --dataset mnist --split test --data-dir "$DATA" \
