@@ -40,6 +40,10 @@ def result(run):
 
 
 class DistributeTest(GlomTestCase):
+    def setUp(self):
+        super().setUp()
+        self.skip_without_mnist_files()
+
     def fit(self, workdir, strategy, env=None, wait=True, learning_rate=1e-6):
         cmd = [sys.executable, "-c", FIT, workdir, MNIST_DIR, strategy, str(learning_rate)]
         env = dict(os.environ, PYTHONPATH=REPO, **(env or {}))

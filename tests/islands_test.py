@@ -52,6 +52,10 @@ class IslandsTest(GlomTestCase):
 
 
 class VisualizeCliTest(GlomTestCase):
+    def setUp(self):
+        super().setUp()
+        self.skip_without_mnist_files()
+
     def test_writes_the_pictures(self):
         tmp = self.get_temp_dir()
         config = glom_tf.get_preset("tiny").with_overrides(steps=3)

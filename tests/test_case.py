@@ -33,6 +33,11 @@ def mnist_digits(n: int, split: str = "train", offset: int = 0) -> tuple[np.ndar
 class GlomTestCase(tf.test.TestCase):
     """tf.test.TestCase with the keras-hub style layer contract check."""
 
+    def skip_without_mnist_files(self):
+        """The command-line tests read the official IDX files; skip (with the reason) without them."""
+        if not os.path.isdir(MNIST_DIR):
+            self.skipTest(f"needs the official MNIST IDX files in {MNIST_DIR} (or set GLOM_MNIST_DIR)")
+
     def run_layer_test(
         self,
         cls,

@@ -56,6 +56,10 @@ def _tensor(proto):
 
 
 class FitEndToEndTest(GlomTestCase):
+    def setUp(self):
+        super().setUp()
+        self.skip_without_mnist_files()
+
     def test_fit_then_evaluate_and_tensorboard(self):
         workdir = os.path.join(self.get_temp_dir(), "run")
         run = cli("training.fit", *TINY, "--epochs", "2", "--data-dir", MNIST_DIR, "--workdir", workdir)
@@ -213,6 +217,7 @@ class FitEndToEndTest(GlomTestCase):
 
 class BadInputTest(GlomTestCase):
     def setUp(self):
+        self.skip_without_mnist_files()
         super().setUp()
         self.bad_dir = os.path.join(self.get_temp_dir(), "bad")
         shutil.rmtree(self.bad_dir, ignore_errors=True)
