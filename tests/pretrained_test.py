@@ -4,9 +4,10 @@ import os
 
 import keras
 import numpy as np
+import tensorflow as tf
 
-from glom_tf.readout import class_probabilities
 from tests.test_case import REPO, GlomTestCase, mnist_digits
+from training.metrics import readout_figures
 
 # The model cards: MNIST 98.15% and Fashion-MNIST 83.4% on the full test splits; on the first
 # 1,000 test images (used here) they score 97.9% and 84.0% (vote). Inference is deterministic.
@@ -16,11 +17,11 @@ FASHION_DIR = os.environ.get("GLOM_FASHION_DIR", "/usr/share/datasets/fashion-mn
 
 
 def _accuracy(model_path: str, images: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """(vote, mean) accuracy through the evaluation code (`training.metrics.readout_figures`)."""
     model = keras.saving.load_model(model_path)
-    scores = np.concatenate([np.asarray(model(images[i : i + 250])) for i in range(0, len(images), 250)])
-    vote = np.asarray(class_probabilities(scores, "vote")).argmax(-1)
-    mean = np.asarray(class_probabilities(scores, "mean")).argmax(-1)
-    return float(np.mean(vote == labels)), float(np.mean(mean == labels))
+    ds = tf.data.Dataset.from_tensor_slices((images, labels.astype("int32"))).batch(250)
+    figures = readout_figures(model, ds, model.num_classes)
+    return figures["accuracy_vote"], figures["accuracy_mean"]
 
 
 class PretrainedTest(GlomTestCase):

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import tempfile
 
 import keras
 import numpy as np
@@ -32,6 +35,19 @@ def mnist_digits(n: int, split: str = "train", offset: int = 0) -> tuple[np.ndar
 
 class GlomTestCase(tf.test.TestCase):
     """tf.test.TestCase with the keras-hub style layer contract check."""
+
+    def run_under_jax(self, script: str, timeout: int = 600) -> str:
+        """Runs `script` in a fresh process with KERAS_BACKEND=jax (skips without jax); its stdout."""
+        try:
+            import jax  # noqa: F401
+        except ImportError:
+            self.skipTest("jax is not installed (pip install -e .[jax])")
+        env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu", PYTHONPATH=REPO)
+        with tempfile.TemporaryDirectory() as tmp:
+            command = [sys.executable, "-c", script]
+            run = subprocess.run(command, env=env, cwd=tmp, capture_output=True, text=True, timeout=timeout)
+        self.assertEqual(run.returncode, 0, run.stderr[-3000:])
+        return run.stdout
 
     def skip_without_mnist_files(self):
         """The command-line tests read the official IDX files; skip (with the reason) without them."""
