@@ -45,6 +45,7 @@ class Config:
     loss: str = "mse"  # "mse" to one-hot at every cell (the original) or "crossentropy"
     readout: str = "vote"  # "vote" (majority of per-cell argmax) or "mean" (mean of cell scores)
     remat: bool = True  # rematerialise each time step in the backward pass
+    unroll_steps: bool = False  # Python-unroll the T steps (T compiled copies) instead of a symbolic loop
     # Training.
     dataset: str = "mnist"
     batch_size: int = 60

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from glom_tf import stateless
+from glom_tf import stateless, time_loop
 from glom_tf.config import Config
 from glom_tf.readout import CellLoss, ReadoutMetric, agreement, argmax, class_probabilities
 from glom_tf.step import GlomStep
@@ -51,6 +51,7 @@ class GlomModel(keras.Model):
         head: bool = False,
         readout: str = "vote",
         remat: bool = True,
+        unroll_steps: bool = False,
         seed: int = 0,
         **kwargs,
     ):
@@ -76,6 +77,7 @@ class GlomModel(keras.Model):
         self.head = head
         self.readout = readout
         self.remat = remat
+        self.unroll_steps = unroll_steps
         self.seed = seed
         self.grid = image_size // patch_size
         self.seed_generator = keras.random.SeedGenerator(seed, name="seed_generator")
@@ -143,41 +145,78 @@ class GlomModel(keras.Model):
             upper = ops.broadcast_to(ops.convert_to_tensor(self._fixed_init, bottom.dtype), shape)
         return ops.concatenate([ops.expand_dims(bottom, 3), upper], axis=3)  # (B, h, w, L, D)
 
-    def _step_fn(self, seed, training):
-        """The step as a function of the state, rematerialised when `remat` is on."""
-        if not (self.remat and training):
-            return lambda state: self.step(state, seed=seed, training=training)
-        if keras.backend.backend() != "jax":
-            return keras.remat(lambda state: self.step(state, seed=seed, training=training))
-        # On JAX the rematerialised function must take the variables (and seed) as arguments.
+    def _tick(self, t, state, skips, base_seed, training):
+        """Time step t (int or scalar tensor): the GLOM step, then the skip accumulators.
+
+        Every `period` steps the original adds a fraction of its saved state and saves
+        the result; written with `where` so that t may be a loop counter.
+        Returns (state, skips, attention weights).
+        """
+        seed = None if base_seed is None else stateless.offset_seed(base_seed, t + 1)
+        state, weights = self.step(state, seed=seed, training=training)  # (B, h, w, L, D)
+        saved = []
+        for period, skip in zip(self.skip_periods, skips):
+            due = ops.equal(t % period, 0)
+            state = ops.where(due, state + self.skip_weight * skip, state)
+            saved.append(ops.where(due, state, skip))
+        return state, tuple(saved), weights  # weights: (B, h, w, L-1, 9)
+
+    def _pure_tick(self, base_seed, training):
+        """`_tick` that reads the step's variables from `values` (a list of tensors)."""
         variables = self.step.variables
 
-        def pure(state, step_seed, *values):
+        def tick(t, state, skips, values):
             with keras.StatelessScope(state_mapping=list(zip(variables, values))):
-                return self.step(state, seed=step_seed, training=training)
+                return self._tick(t, state, skips, base_seed, training)
 
-        rematted = keras.remat(pure)
-        return lambda state: rematted(state, seed, *[v.value for v in variables])
+        return tick, [v.value for v in variables]
+
+    def _tick_fn(self, base_seed, training):
+        """tick(t, state, skips) -> (state, skips, weights), rematerialised when training
+        with `remat` (the function then takes the variables' values as arguments, as
+        JAX's remat requires)."""
+        if not (self.remat and training):
+            return lambda t, state, skips: self._tick(t, state, skips, base_seed, training)
+        pure, values = self._pure_tick(base_seed, training)
+        n = len(self.skip_periods)
+
+        def tick(t, state, skips):
+            def flat(state, *rest):  # remat takes flat tensor arguments
+                return pure(t, state, rest[:n], list(rest[n:]))
+
+            return keras.remat(flat)(state, *skips, *values)
+
+        return tick
+
+    def _run_steps(self, state, skips, base_seed, training):
+        """The T steps as one symbolic loop (see glom_tf/time_loop.py)."""
+        if training and self.remat and keras.backend.backend() == "tensorflow":
+            pure, values = self._pure_tick(base_seed, training)
+            return time_loop.run_remat_tensorflow(
+                lambda *args: pure(*args)[:2], state, values, self.steps, self.skip_periods
+            )
+        tick = self._tick_fn(base_seed, training)
+        return time_loop.run(lambda *args: tick(*args)[:2], state, skips, self.steps)
 
     def unroll(self, images, training=False, record=True):
         """Runs the dynamics. Returns a dict:
         scores (B, h, w, C); and when `record`: states (T+1, B, h, w, L, D) (before the final
-        skip sum) and attention (T, B, h, w, L-1, 9).
+        skip sum) and attention (T, B, h, w, L-1, 9). Without `record` the steps run as a
+        symbolic loop (unless `unroll_steps`); recording unrolls them in Python.
         """
         state = self.initial_state(self.embed_images(images), training)  # (B, h, w, L, D)
         base_seed = self.seed_generator.next() if training else None
         states, weights = [state], []
-        skips = [state for _ in self.skip_periods]  # the original's saved states
-        for t in range(self.steps):
-            seed = None if base_seed is None else stateless.offset_seed(base_seed, t + 1)
-            state, w = self._step_fn(seed, training)(state)
-            for i, period in enumerate(self.skip_periods):
-                if t % period == 0:
-                    state = state + self.skip_weight * skips[i]
-                    skips[i] = state
-            if record:
-                states.append(state)
-                weights.append(w)
+        skips = tuple(state for _ in self.skip_periods)  # the original's saved states
+        if record or self.unroll_steps:
+            tick = self._tick_fn(base_seed, training)
+            for t in range(self.steps):
+                state, skips, w = tick(t, state, skips)
+                if record:
+                    states.append(state)
+                    weights.append(w)
+        else:
+            state, skips = self._run_steps(state, skips, base_seed, training)
         for saved in skips:
             state = state + self.skip_weight * saved
         top = state[:, :, :, -1]  # (B, h, w, D)
@@ -225,6 +264,7 @@ class GlomModel(keras.Model):
             "head": self.head,
             "readout": self.readout,
             "remat": self.remat,
+            "unroll_steps": self.unroll_steps,
             "seed": self.seed,
         }
 

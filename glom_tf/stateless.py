@@ -21,9 +21,10 @@ _GOLDEN = 0x9E3779B9  # 2^32 / golden ratio: spreads consecutive counters apart
 _M1, _M2 = 0x7FEB352D, 0x846CA68B  # multipliers of a well-mixing 32-bit xor-shift-multiply hash
 
 
-def offset_seed(seed, a: int, b: int = 0):
-    """A distinct seed for stream (a, b) derived from `seed` (shape (2,))."""
-    return ops.add(seed, ops.convert_to_tensor([a, b], dtype=seed.dtype))
+def offset_seed(seed, a, b: int = 0):
+    """A distinct seed for stream (a, b) derived from `seed` (shape (2,)); `a` may be a tensor."""
+    offset = ops.stack([ops.cast(a, seed.dtype), ops.cast(b, seed.dtype)])  # (2,)
+    return ops.add(seed, offset)
 
 
 def _u32(value: int):
