@@ -73,9 +73,9 @@ def run_remat_tensorflow(
             saved_skips = tuple(put(b, t // p, x) for b, p, x in zip(saved_skips, periods, skips))
             return t + 1, state, skips, saved, saved_skips
 
-        shape = tuple(state0.shape)  # (B, h, w, L, D)
-        saved = tf.zeros((steps,) + shape, state0.dtype)  # (T, B, h, w, L, D)
-        saved_skips = tuple(tf.zeros((m,) + shape, state0.dtype) for m in sizes)
+        shape = tf.shape(state0)  # (B, h, w, L, D); the batch may be unknown when tracing
+        saved = tf.zeros(tf.concat([[steps], shape], 0), state0.dtype)  # (T, B, h, w, L, D)
+        saved_skips = tuple(tf.zeros(tf.concat([[m], shape], 0), state0.dtype) for m in sizes)
         _, state, skips, saved, saved_skips = tf.while_loop(
             lambda t, *_: t < steps,
             forward,
