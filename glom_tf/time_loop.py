@@ -15,7 +15,7 @@ capture), and storing TensorArray stacks copies them every iteration under XLA.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import keras
 from keras import ops
@@ -40,9 +40,7 @@ def run(tick: Callable, state, skips: tuple, steps: int):
     return ops.fori_loop(0, steps, body, (state, skips))
 
 
-def run_remat_tensorflow(
-    tick: Callable, state, values: list, steps: int, periods: tuple[int, ...]
-):
+def run_remat_tensorflow(tick: Callable, state, values: list, steps: int, periods: tuple[int, ...]):
     """Runs ticks 0..steps-1 with a rematerialising backward pass (TensorFlow only).
 
     `tick(t, state, skips, values)` must read the model's variables only through
@@ -91,8 +89,7 @@ def run_remat_tensorflow(
                 # The skips entering tick t are those after tick t - 1 (state0 at t = 0).
                 before = tf.maximum(t - 1, 0)
                 skips_t = tuple(
-                    tf.where(t > 0, tf.gather(b, before // p), state0)
-                    for b, p in zip(saved_skips, periods)
+                    tf.where(t > 0, tf.gather(b, before // p), state0) for b, p in zip(saved_skips, periods)
                 )
                 with tf.GradientTape() as tape:
                     tape.watch([state_t, *skips_t, *values])

@@ -35,13 +35,15 @@ class TimeLoopTest(GlomTestCase):
         w = tf.Variable(rng.normal(size=(3, 3)) * 0.5, dtype=tf.float32)
         for steps in (1, 6, 7):
             results = []
-            for run in (
-                lambda s: python_unrolled(s, w, steps),
-                lambda s: time_loop.run_remat_tensorflow(toy_tick, s, [w.value()], steps, PERIODS),
-            ):
+            for remat_loop in (False, True):
                 with tf.GradientTape() as tape:
                     tape.watch(state0)
-                    state, skips = run(state0)
+                    if remat_loop:
+                        state, skips = time_loop.run_remat_tensorflow(
+                            toy_tick, state0, [w.value()], steps, PERIODS
+                        )
+                    else:
+                        state, skips = python_unrolled(state0, w, steps)
                     loss = tf.reduce_sum(state**2) + tf.reduce_sum(tf.stack(skips) * 0.3)
                 results.append((state, skips, tape.gradient(loss, [state0, w])))
             (a_state, a_skips, a_grads), (b_state, b_skips, b_grads) = results
@@ -83,7 +85,8 @@ class TimeLoopTest(GlomTestCase):
     def test_jax_loop_matches_python_unroll(self):
         script = (
             "import keras, numpy as np, glom_tf\n"
-            "c = glom_tf.get_preset('tiny').with_overrides(dropout=0.1, noise=0.01, skip_periods=(3, 2), steps=5)\n"
+            "c = glom_tf.get_preset('tiny').with_overrides(\n"
+            "    dropout=0.1, noise=0.01, skip_periods=(3, 2), steps=5)\n"
             "x = np.random.default_rng(0).random((4, 28, 28, 1), dtype='float32')\n"
             "y = np.arange(4)\n"
             "out = []\n"
