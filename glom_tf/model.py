@@ -25,7 +25,9 @@ class GlomModel(keras.Model):
     one column per pixel (`patch_size=1`) or per p x p patch. Each column holds `levels`
     vectors of size `dim`; level 0 is the embedded input. `unroll` returns every step's
     state and attention weights. Training draws the initial state and noise at random;
-    inference uses a fixed initial draw, so predictions are deterministic.
+    inference uses a fixed initial draw, so predictions are deterministic. The T steps run
+    as one symbolic loop (glom_tf/time_loop.py), or unrolled in Python with `unroll_steps`;
+    `remat` recomputes each step in the backward pass instead of storing its activations.
     """
 
     def __init__(
