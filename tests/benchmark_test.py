@@ -25,8 +25,9 @@ class BenchmarkTest(GlomTestCase):
             self.assertEqual(run.returncode, 0, run.stderr[-2000:])
             result = json.loads(run.stdout.strip().splitlines()[-1])
             for key in ("backend", "device", "compile_s", "step_s_median", "images_per_s", "peak_gib",
-                        "flops_per_image", "gflops_per_s"):  # fmt: skip
+                        "peak_mib_per_image", "flops_per_image", "gflops_per_s"):  # fmt: skip
                 self.assertIn(key, result)
+            self.assertAlmostEqual(result["peak_mib_per_image"], 1024 * result["peak_gib"] / 4, delta=0.3)
             self.assertEqual((result["preset"], result["batch_size"], result["mode"]), ("tiny", 4, mode))
             self.assertGreater(result["images_per_s"], 0)
             self.assertEqual(result["backend"], "tensorflow")

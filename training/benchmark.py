@@ -1,9 +1,10 @@
 """Benchmark a GLOM training or inference step: `python -m training.benchmark [--preset seed]`.
 
 Prints one JSON line: preset, backend, device, batch size, compile seconds, median seconds
-per step, images/s, peak memory (process RSS on CPU, device peak on GPU), analytic FLOPs per
-image and achieved GFLOP/s. The backend comes from KERAS_BACKEND. Never a test: speed is
-compared as a ratio against a reference run in the same session (benchmarks/compare_seed.sh).
+per step, images/s, peak memory (process RSS on CPU, device peak on GPU) in all and per image,
+analytic FLOPs per image and achieved GFLOP/s. The backend comes from KERAS_BACKEND. Never a
+test: speed is compared as a ratio against a reference run in the same session
+(benchmarks/compare_seed.sh).
 """
 
 from __future__ import annotations
@@ -99,6 +100,7 @@ def benchmark(config: Config, batch_size: int, steps: int, mode: str, precision:
         "mode": mode,
         "batch_size": batch_size,
         "remat": config.remat,
+        "unroll_steps": config.unroll_steps,
         "jit": config.jit_compile,
         "precision": precision,
         "compile_s": round(compile_s, 2),
@@ -106,6 +108,7 @@ def benchmark(config: Config, batch_size: int, steps: int, mode: str, precision:
         "images_per_s": round(batch_size / median, 2),
         "peak_gib": round(peak, 3),
         "peak_kind": peak_kind,
+        "peak_mib_per_image": round(1024 * peak / batch_size, 1),
         "flops_per_image": flops,
         "gflops_per_s": round(flops * batch_size / median / 1e9, 2),
         "parameters": int(model.count_params()),
