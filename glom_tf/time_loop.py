@@ -10,7 +10,8 @@ tensors shaped like the state. `run` differentiates through the backend's own lo
 hand-written backward loop that keeps only the state entering each step and recomputes
 the step from it. TensorFlow's own while-loop gradient with `tf.recompute_grad` inside
 the body cannot be built (the recompute reads variables that the loop gradient does not
-capture), and storing TensorArray stacks copies them every iteration under XLA.
+capture), and a TensorArray of stacked states was 1.4x slower than the preallocated
+buffers used here (BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def run_remat_tensorflow(tick: Callable, state, values: list, steps: int, period
     n = len(periods)
     sizes = [-(-steps // p) for p in periods]  # skip i takes a new value every p_i ticks
 
-    def put(buffer, i, x):  # buffer[i] = x (an in-place update under XLA)
+    def put(buffer, i, x):  # buffer[i] = x
         return tf.tensor_scatter_nd_update(buffer, tf.reshape(i, (1, 1)), x[None])
 
     @tf.custom_gradient
