@@ -29,13 +29,14 @@ def main() -> None:
     p.add_argument("--limit", type=int, default=1000)
     args = p.parse_args()
     from export.predict import Predictor
-    from export.saved_model import export_saved_model, load_keras_model
+    from export.saved_model import export_saved_model
     from export.tflite import convert
+    from glom_tf.cli import load_glom_model
     from training import data
 
     images, labels = data.load_idx(args.data_dir, "test")
     images, labels = images[: args.limit], labels[: args.limit]  # uint8 (N, 28, 28, 1)
-    model = load_keras_model(args.model)
+    model = load_glom_model(args.model)
     reference = Predictor(args.model)(images)
     with tempfile.TemporaryDirectory() as tmp:
         artifacts = {"saved_model": export_saved_model(model, os.path.join(tmp, "served"))}

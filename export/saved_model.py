@@ -7,20 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 
-from training.cli import ArgumentParser, UserError, run
-
-
-def load_keras_model(path: str):
-    if not os.path.isfile(path) or not path.endswith(".keras"):
-        raise UserError(f"--model {path}: not a .keras file")
-    import keras
-
-    import glom_tf  # noqa: F401  (registers the layers)
-
-    try:
-        return keras.saving.load_model(path, safe_mode=True)
-    except Exception as e:
-        raise UserError(f"--model {path}: cannot load ({type(e).__name__})") from None
+from glom_tf.cli import ArgumentParser, UserError, load_glom_model, run
 
 
 def export_saved_model(model, out: str, version: int = 1, overwrite: bool = False) -> str:
@@ -55,7 +42,7 @@ def main(argv=None) -> int:
     target = os.path.join(args.out, str(args.version))
     if os.path.exists(target) and not args.overwrite:
         raise UserError(f"{target} exists; pass --overwrite or another --version")
-    model = load_keras_model(args.model)
+    model = load_glom_model(args.model)
     print(f"wrote {export_saved_model(model, args.out, args.version, args.overwrite)}")
     return 0
 

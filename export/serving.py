@@ -9,19 +9,17 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from glom_tf.readout import agreement, class_probabilities
+from glom_tf.readout import readout
 
 
 def outputs(model, images):
     """uint8 images (N, H, W, C) -> the three named outputs."""
     x = tf.cast(images, tf.float32) / 255.0
-    scores = model(x, training=False)  # (N, h, w, classes)
-    probabilities = class_probabilities(scores, model.readout)
-    classes = tf.argmax(probabilities, axis=-1, output_type=tf.int64)
+    probabilities, classes, agreement = readout(model(x, training=False), model.readout)
     return {
         "probabilities": tf.identity(probabilities, name="probabilities"),
-        "classes": tf.identity(classes, name="classes"),
-        "agreement": tf.identity(agreement(scores, classes), name="agreement"),
+        "classes": tf.identity(tf.cast(classes, tf.int64), name="classes"),
+        "agreement": tf.identity(agreement, name="agreement"),
     }
 
 

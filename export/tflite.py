@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import os
 
-from export.saved_model import load_keras_model
-from training.cli import ArgumentParser, run
+from glom_tf.cli import ArgumentParser, load_glom_model, run
 
 QUANTIZE = ("none", "dynamic", "float16")
 
@@ -47,7 +46,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--quantize", default="none", choices=QUANTIZE)
     args = p.parse_args(argv)
-    model = load_keras_model(args.model)
+    model = load_glom_model(args.model)
     flatbuffer = convert(model, args.quantize)
     tmp = f"{args.out}.tmp{os.getpid()}"
     with open(tmp, "wb") as f:

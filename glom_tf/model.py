@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import inspect
+import dataclasses
 
 import keras
 import numpy as np
 from keras import ops
 
-from glom_tf import stateless, time_loop
-from glom_tf.config import Config
-from glom_tf.readout import CellLoss, ReadoutMetric, agreement, argmax, class_probabilities
+from glom_tf import objectives, stateless, time_loop
+from glom_tf.config import ModelConfig
+from glom_tf.islands import OBJECT_THRESHOLD
+from glom_tf.readout import readout
 from glom_tf.step import GlomStep
 
 PIXEL_MEAN, PIXEL_STD = 0.1307, 0.3081  # MNIST's pixel mean and std, as the original normalises
@@ -30,59 +31,18 @@ class GlomModel(keras.Model):
     `remat` recomputes each step in the backward pass instead of storing its activations.
     """
 
-    def __init__(
-        self,
-        image_size: int = 28,
-        channels: int = 1,
-        patch_size: int = 1,
-        levels: int = 4,
-        dim: int = 10,
-        steps: int = 30,
-        num_classes: int = 10,
-        embedding: str = "repeat",
-        hidden_scale: float = 0.01,
-        dropout: float = 0.1,
-        attention: str = "similarity",
-        attention_dim: int = 0,
-        top_down: bool = True,
-        init_state: str = "uniform",
-        noise: float = 1e-4,
-        skip_periods: tuple[int, ...] = (15, 7, 3),
-        skip_weight: float = 0.1,
-        normalize: bool = False,
-        head: bool = False,
-        readout: str = "vote",
-        remat: bool = True,
-        unroll_steps: bool = False,
-        seed: int = 0,
-        **kwargs,
-    ):
+    def __init__(self, **kwargs):
+        fields = {k: kwargs.pop(k) for k in ModelConfig.field_names() if k in kwargs}
         super().__init__(**kwargs)
-        self.image_size = image_size
-        self.channels = channels
-        self.patch_size = patch_size
-        self.levels = levels
-        self.dim = dim
-        self.steps = steps
-        self.num_classes = num_classes
-        self.embedding = embedding
-        self.hidden_scale = hidden_scale
-        self.dropout = dropout
-        self.attention = attention
-        self.attention_dim = attention_dim
-        self.top_down = top_down
-        self.init_state = init_state
-        self.noise = noise
-        self.skip_periods = tuple(skip_periods)
-        self.skip_weight = skip_weight
-        self.normalize = normalize
-        self.head = head
-        self.readout = readout
-        self.remat = remat
-        self.unroll_steps = unroll_steps
-        self.seed = seed
-        self.grid = image_size // patch_size
-        self.seed_generator = keras.random.SeedGenerator(seed, name="seed_generator")
+        self.spec = ModelConfig.from_dict(fields)  # validated; defaults from ModelConfig
+        for name, value in dataclasses.asdict(self.spec).items():
+            setattr(self, name, value)  # model.dim, model.readout, ... (read-only by convention)
+        self.grid = self.spec.grid
+        self.seed_generator = keras.random.SeedGenerator(self.seed, name="seed_generator")
+        if self.island_weight:
+            self.island_tracker = keras.metrics.Mean(name="island_loss")
+        if self.denoise_weight:
+            self.denoise_tracker = keras.metrics.Mean(name="denoise_loss")
 
     def build(self, input_shape=None):
         g, levels, d = self.grid, self.levels, self.dim
@@ -101,10 +61,14 @@ class GlomModel(keras.Model):
         rng = np.random.default_rng(self.seed)
         self._fixed_init = rng.uniform(0.0, INIT_HIGH, (g, g, levels - 1, d)).astype("float32")
         self.step = GlomStep(
-            levels,
-            d,
+            self.radius,
             self.attention,
             self.attention_dim,
+            self.attention_beta,
+            self.same_level,
+            self.update,
+            self.learned_update_weights,
+            self.state_norm,
             self.top_down,
             self.dropout,
             self.hidden_scale,
@@ -117,22 +81,42 @@ class GlomModel(keras.Model):
         if self.head:
             self.classifier = keras.layers.Dense(self.num_classes, name="head")
             self.classifier.build((None, g, g, d))
+        self.decoder = None
+        if self.denoise_weight:  # reconstructs a cell's patch from all its level vectors
+            self.decoder = keras.layers.Dense(self.patch_size**2 * self.channels, name="decoder")
+            self.decoder.build((None, g, g, levels * d))
         self.built = True
 
     # Forward pass -------------------------------------------------------------------------
 
-    def embed_images(self, images):
-        """Level 0: (B, H, W[, C]) in [0, 1] -> (B, h, w, D)."""
+    def patches(self, images):
+        """(B, H, W[, C]) in [0, 1] -> normalised patch pixels (B, h, w, p*p*C)."""
         if len(images.shape) == 3:
             images = images[..., None]  # (B, H, W, 1)
         x = (ops.cast(images, self.compute_dtype) - PIXEL_MEAN) / PIXEL_STD
-        if self.embed is None:  # the original: each pixel's value repeated D times
-            return x * ops.ones((self.dim,), x.dtype)  # (B, H, W, D)
         p, g, c = self.patch_size, self.grid, self.channels
         x = ops.reshape(x, (-1, g, p, g, p, c))  # (B, h, p, w, p, C)
         x = ops.transpose(x, (0, 1, 3, 2, 4, 5))  # (B, h, w, p, p, C)
-        x = ops.reshape(x, (-1, g, g, p * p * c))  # (B, h, w, p*p*C)
-        return self.embed(x)  # (B, h, w, D)
+        return ops.reshape(x, (-1, g, g, p * p * c))  # (B, h, w, p*p*C)
+
+    def embed_patches(self, patches):
+        """Level 0: (B, h, w, p*p*C) -> (B, h, w, D)."""
+        if self.embed is None:  # the original: each pixel's value repeated D times
+            return patches * ops.ones((self.dim,), patches.dtype)  # (B, H, W, D)
+        return self.embed(patches)  # (B, h, w, D)
+
+    def embed_images(self, images):
+        """Level 0: (B, H, W[, C]) in [0, 1] -> (B, h, w, D)."""
+        return self.embed_patches(self.patches(images))
+
+    def object_mask(self, images):
+        """Cells whose patch holds a pixel above 0.5: (B, H, W[, C]) -> (B, h, w) bool."""
+        if len(images.shape) == 3:
+            images = images[..., None]
+        p, g = self.patch_size, self.grid
+        x = ops.max(ops.cast(images, "float32"), axis=-1)  # (B, H, W)
+        x = ops.reshape(x, (-1, g, p, g, p))  # (B, h, p, w, p)
+        return ops.max(x, axis=(2, 4)) > OBJECT_THRESHOLD  # (B, h, w)
 
     def initial_state(self, bottom, training=False):
         """(B, h, w, D) level 0 -> (B, h, w, L, D) state."""
@@ -147,7 +131,7 @@ class GlomModel(keras.Model):
             upper = ops.broadcast_to(ops.convert_to_tensor(self._fixed_init, bottom.dtype), shape)
         return ops.concatenate([ops.expand_dims(bottom, 3), upper], axis=3)  # (B, h, w, L, D)
 
-    def _tick(self, t, state, skips, base_seed, training):
+    def tick(self, t, state, skips, base_seed, training):
         """Time step t (int or scalar tensor): the GLOM step, then the skip accumulators.
 
         Every `period` steps the original adds a fraction of its saved state and saves
@@ -161,143 +145,87 @@ class GlomModel(keras.Model):
             due = ops.equal(t % period, 0)
             state = ops.where(due, state + self.skip_weight * skip, state)
             saved.append(ops.where(due, state, skip))
-        return state, tuple(saved), weights  # weights: (B, h, w, L-1, 9)
-
-    def _pure_tick(self, base_seed, training):
-        """`_tick` that reads the step's variables from `values` (a list of tensors)."""
-        variables = self.step.variables
-
-        def tick(t, state, skips, values):
-            with keras.StatelessScope(state_mapping=list(zip(variables, values))):
-                return self._tick(t, state, skips, base_seed, training)
-
-        return tick, [v.value for v in variables]
-
-    def _tick_fn(self, base_seed, training):
-        """tick(t, state, skips) -> (state, skips, weights), rematerialised when training
-        with `remat` (the function then takes the variables' values as arguments, as
-        JAX's remat requires)."""
-        if not (self.remat and training):
-            return lambda t, state, skips: self._tick(t, state, skips, base_seed, training)
-        pure, values = self._pure_tick(base_seed, training)
-        n = len(self.skip_periods)
-
-        def tick(t, state, skips):
-            def flat(state, *rest):  # remat takes flat tensor arguments
-                return pure(t, state, rest[:n], list(rest[n:]))
-
-            return keras.remat(flat)(state, *skips, *values)
-
-        return tick
-
-    def _run_steps(self, state, skips, base_seed, training):
-        """The T steps as one symbolic loop (see glom_tf/time_loop.py)."""
-        if training and self.remat and keras.backend.backend() == "tensorflow":
-            pure, values = self._pure_tick(base_seed, training)
-            return time_loop.run_remat_tensorflow(
-                lambda *args: pure(*args)[:2], state, values, self.steps, self.skip_periods
-            )
-        tick = self._tick_fn(base_seed, training)
-        return time_loop.run(lambda *args: tick(*args)[:2], state, skips, self.steps)
+        return state, tuple(saved), weights  # weights: (B, h, w, L-1, K)
 
     def unroll(self, images, training=False, record=True):
-        """Runs the dynamics. Returns a dict:
-        scores (B, h, w, C); and when `record`: states (T+1, B, h, w, L, D) (before the final
-        skip sum) and attention (T, B, h, w, L-1, 9). Without `record` the steps run as a
-        symbolic loop (unless `unroll_steps`); recording unrolls them in Python.
+        """Runs the dynamics. Returns a dict: scores (B, h, w, C), state (B, h, w, L, D)
+        (final, after the skip sum); when `record` also states (T+1, B, h, w, L, D) (before
+        the final skip sum) and attention (T, B, h, w, L-1, K). Without `record` the steps
+        run as a symbolic loop (unless `unroll_steps`); recording unrolls them in Python.
+        Training with `denoise_weight` masks a random `mask_ratio` of the patches; the dict
+        then holds `patches` (B, h, w, P) and `masked` (B, h, w).
         """
-        state = self.initial_state(self.embed_images(images), training)  # (B, h, w, L, D)
         base_seed = self.seed_generator.next() if training else None
+        patches = self.patches(images)  # (B, h, w, P)
+        out = {}
+        if training and self.decoder is not None:  # hide a random fraction of the patches
+            seed = stateless.offset_seed(base_seed, 0, 7)
+            draw = stateless.uniform(ops.shape(patches)[:3], seed, patches.dtype)  # (B, h, w)
+            out["masked"] = draw < self.mask_ratio  # (B, h, w)
+            out["patches"] = patches
+            patches = ops.where(out["masked"][..., None], ops.zeros_like(patches), patches)
+        state = self.initial_state(self.embed_patches(patches), training)  # (B, h, w, L, D)
         states, weights = [state], []
         skips = tuple(state for _ in self.skip_periods)  # the original's saved states
         if record or self.unroll_steps:
-            tick = self._tick_fn(base_seed, training)
+            tick = time_loop.tick_fn(self, base_seed, training)
             for t in range(self.steps):
                 state, skips, w = tick(t, state, skips)
                 if record:
                     states.append(state)
                     weights.append(w)
         else:
-            state, skips = self._run_steps(state, skips, base_seed, training)
+            state, skips = time_loop.run_steps(self, state, skips, base_seed, training)
         for saved in skips:
             state = state + self.skip_weight * saved
         top = state[:, :, :, -1]  # (B, h, w, D)
-        scores = self.classifier(top) if self.classifier is not None else top  # (B, h, w, C)
-        out = {"scores": scores}
+        out["scores"] = self.classifier(top) if self.classifier is not None else top  # (B, h, w, C)
+        out["state"] = state
         if record:
             out["states"] = ops.stack(states, axis=0)
             out["attention"] = ops.stack(weights, axis=0)
         return out
 
     def call(self, images, training=False):
-        return self.unroll(images, training=training, record=False)["scores"]
+        if not (self.island_weight or self.decoder is not None):
+            return self.unroll(images, training=training, record=False)["scores"]
+        out = self.unroll(images, training=training, record=False)
+        if self.island_weight:  # in training and evaluation (a figure of the islands)
+            scales = self.spec.resolved_island_scales
+            mask = self.object_mask(images)  # (B, h, w)
+            term = objectives.island_loss(out["state"], mask, scales, self.island_temperature)
+            self.add_loss(self.island_weight * term)
+        if training and self.decoder is not None:
+            b, g = ops.shape(out["state"])[0], self.grid
+            columns = ops.reshape(out["state"], (b, g, g, self.levels * self.dim))  # (B, h, w, L*D)
+            term = objectives.denoise_loss(self.decoder(columns), out["patches"], out["masked"])
+            self.add_loss(self.denoise_weight * term)
+        return out["scores"]
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """The compiled loss plus the objectives' terms, each logged as its own metric."""
+        total = super().compute_loss(x, y, y_pred, sample_weight, training)
+        terms = iter(self.losses)  # in the order `call` adds them
+        if self.island_weight:
+            self.island_tracker.update_state(next(terms) / self.island_weight)
+        if self.denoise_weight and training:
+            self.denoise_tracker.update_state(next(terms) / self.denoise_weight)
+        return total
 
     def predict_readout(self, images):
         """Per-image (probabilities (B, C), classes (B,), agreement (B,)) at inference."""
-        scores = self(images, training=False)
-        probabilities = class_probabilities(scores, self.readout)
-        classes = argmax(probabilities)
-        return probabilities, classes, agreement(scores, classes)
+        return readout(self(images, training=False), self.readout)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.grid, self.grid, self.num_classes)
 
     def get_config(self):
-        return {
-            **super().get_config(),
-            "image_size": self.image_size,
-            "channels": self.channels,
-            "patch_size": self.patch_size,
-            "levels": self.levels,
-            "dim": self.dim,
-            "steps": self.steps,
-            "num_classes": self.num_classes,
-            "embedding": self.embedding,
-            "hidden_scale": self.hidden_scale,
-            "dropout": self.dropout,
-            "attention": self.attention,
-            "attention_dim": self.attention_dim,
-            "top_down": self.top_down,
-            "init_state": self.init_state,
-            "noise": self.noise,
-            "skip_periods": list(self.skip_periods),
-            "skip_weight": self.skip_weight,
-            "normalize": self.normalize,
-            "head": self.head,
-            "readout": self.readout,
-            "remat": self.remat,
-            "unroll_steps": self.unroll_steps,
-            "seed": self.seed,
-        }
+        return {**super().get_config(), **self.spec.to_dict()}
 
 
-# The Config fields that are GlomModel constructor arguments.
-MODEL_FIELDS = tuple(
-    p for p in inspect.signature(GlomModel.__init__).parameters if p not in ("self", "kwargs")
-)
-
-
-def build_model(config: Config) -> GlomModel:
+def build_model(config: ModelConfig) -> GlomModel:
     """An uncompiled, built GlomModel from the model fields of `config`."""
     config.validate()
-    kwargs = {name: getattr(config, name) for name in MODEL_FIELDS}
-    model = GlomModel(**kwargs, name="glom")
+    model = GlomModel(**config.model_config().to_dict(), name="glom")
     model.build((None, config.image_size, config.image_size, config.channels))
-    return model
-
-
-def compile_model(model: GlomModel, config: Config, optimizer=None) -> GlomModel:
-    """Compiles with the config's loss and the readout metrics (Adam by default)."""
-    if optimizer is None:
-        optimizer = keras.optimizers.Adam(config.learning_rate)
-    model.compile(
-        optimizer=optimizer,
-        loss=CellLoss(config.loss),
-        metrics=[
-            ReadoutMetric("vote_accuracy"),
-            ReadoutMetric("mean_accuracy"),
-            ReadoutMetric("agreement"),
-        ],
-        jit_compile=config.jit_compile if keras.backend.backend() != "torch" else False,
-    )
     return model

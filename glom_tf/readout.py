@@ -40,9 +40,19 @@ def class_probabilities(scores, readout: str = "vote"):
 
 
 def agreement(scores, classes):
-    """Fraction of cells whose vote is `classes` (B,): (B, H, W, C) -> (B,)."""
+    """Fraction of cells whose own vote (argmax of the cell's scores) is the image's predicted
+    class `classes` (B,): (B, H, W, C) -> (B,). The one definition of agreement."""
     hits = ops.cast(argmax(scores) == ops.cast(classes, "int32")[:, None, None], "float32")
     return ops.mean(hits, axis=(1, 2))
+
+
+def readout(scores, kind: str):
+    """The model's answer from per-cell scores (B, H, W, C): (probabilities (B, C) float32,
+    classes (B,) int32, agreement (B,) float32 with the predicted class). Used by the model,
+    the exports and the evaluation alike."""
+    probabilities = ops.cast(class_probabilities(scores, kind), "float32")
+    classes = argmax(probabilities)
+    return probabilities, classes, agreement(scores, classes)
 
 
 @keras.saving.register_keras_serializable(package="glom_tf")
@@ -77,17 +87,18 @@ class ReadoutMetric(keras.metrics.Mean):
     """Mean over images of one readout figure.
 
     kind: "vote_accuracy" (majority vote), "mean_accuracy" (mean score) or
-    "agreement" (fraction of cells voting for the majority-vote class).
+    "agreement" (fraction of cells voting for the class that the `readout` predicts).
     """
 
-    def __init__(self, kind: str = "vote_accuracy", name: str | None = None, **kwargs):
+    def __init__(self, kind: str = "vote_accuracy", readout: str = "vote", name: str | None = None, **kwargs):
         super().__init__(name=name or kind, **kwargs)
         self.kind = kind
+        self.readout = readout
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         labels = ops.reshape(ops.cast(y_true, "int32"), (-1,))
-        readout = "mean" if self.kind == "mean_accuracy" else "vote"
-        predicted = argmax(class_probabilities(y_pred, readout))
+        kind = {"vote_accuracy": "vote", "mean_accuracy": "mean"}.get(self.kind, self.readout)
+        predicted = argmax(class_probabilities(y_pred, kind))
         if self.kind == "agreement":
             values = agreement(y_pred, predicted)
         else:
@@ -95,4 +106,4 @@ class ReadoutMetric(keras.metrics.Mean):
         return super().update_state(values, sample_weight=sample_weight)
 
     def get_config(self):
-        return {**super().get_config(), "kind": self.kind}
+        return {**super().get_config(), "kind": self.kind, "readout": self.readout}

@@ -22,6 +22,46 @@ import keras
 from keras import ops
 
 
+def pure_tick(model, base_seed, training: bool):
+    """`model.tick` that reads the step's variables from `values` (a list of tensors)."""
+    variables = model.step.variables
+
+    def tick(t, state, skips, values):
+        with keras.StatelessScope(state_mapping=list(zip(variables, values))):
+            return model.tick(t, state, skips, base_seed, training)
+
+    return tick, [v.value for v in variables]
+
+
+def tick_fn(model, base_seed, training: bool) -> Callable:
+    """tick(t, state, skips) -> (state, skips, weights), rematerialised when training with
+    `model.remat` (the function then takes the variables' values as arguments, as JAX's
+    remat requires)."""
+    if not (model.remat and training):
+        return lambda t, state, skips: model.tick(t, state, skips, base_seed, training)
+    pure, values = pure_tick(model, base_seed, training)
+    n = len(model.skip_periods)
+
+    def tick(t, state, skips):
+        def flat(state, *rest):  # remat takes flat tensor arguments
+            return pure(t, state, rest[:n], list(rest[n:]))
+
+        return keras.remat(flat)(state, *skips, *values)
+
+    return tick
+
+
+def run_steps(model, state, skips: tuple, base_seed, training: bool):
+    """The model's T steps as one symbolic loop; returns (state, skips)."""
+    if training and model.remat and keras.backend.backend() == "tensorflow":
+        pure, values = pure_tick(model, base_seed, training)
+        return run_remat_tensorflow(
+            lambda *args: pure(*args)[:2], state, values, model.steps, model.skip_periods
+        )
+    tick = tick_fn(model, base_seed, training)
+    return run(lambda *args: tick(*args)[:2], state, skips, model.steps)
+
+
 def run(tick: Callable, state, skips: tuple, steps: int):
     """Runs ticks 0..steps-1 as a loop; returns (state, skips). Differentiable."""
 

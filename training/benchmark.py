@@ -15,8 +15,8 @@ import time
 
 import numpy as np
 
+from glom_tf.cli import ArgumentParser, parse_assignments, run
 from glom_tf.config import Config
-from training.cli import ArgumentParser, run
 
 
 def forward_flops(config: Config) -> int:
@@ -66,7 +66,8 @@ def benchmark(config: Config, batch_size: int, steps: int, mode: str, precision:
     """Times `steps` calls of a compiled train (or predict) step after one warm-up call."""
     import keras
 
-    from glom_tf.model import build_model, compile_model
+    from glom_tf.model import build_model
+    from training.recipe import compile_model
 
     keras.mixed_precision.set_global_policy(precision)
     keras.utils.set_random_seed(config.seed)
@@ -129,7 +130,7 @@ def main(argv=None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = p.parse_args(argv)
     config = get_preset(args.preset).with_overrides(remat=args.remat == "on", jit_compile=args.jit == "on")
-    config = config.with_strings(args.set)
+    config = parse_assignments(config, args.set)
     if args.steps < 1:
         p.error("--steps must be >= 1")
     result = benchmark(config, args.batch_size or config.batch_size, args.steps, args.mode, args.precision)

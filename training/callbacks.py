@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import time
@@ -11,34 +10,49 @@ import time
 import keras
 import numpy as np
 
-from training.cli import write_atomic
+from glom_tf.cli import save_model_atomic
 
 
 class Checkpointer(keras.callbacks.Callback):
-    """Saves model + optimizer after each finite epoch, atomically; stops on NaN/Inf loss.
+    """Saves model + optimizer after each finite epoch, atomically; stops on a diverged loss.
 
-    A killed run loses at most the epoch in progress; a diverged run keeps the checkpoint
-    of the last good epoch (the NaN epoch is never written).
+    A loss is diverged when it is NaN or Inf, or when it exceeds `explode` times the first
+    batch's loss. A killed run loses at most the epoch in progress; a diverged run keeps
+    the checkpoint of the last good epoch (the diverged epoch is never written).
     """
 
-    def __init__(self, path: str, state_path: str):
+    def __init__(self, path: str, explode: float = 1e3):
         super().__init__()
         self.path = path
-        self.state_path = state_path
+        self.explode = explode
         self.diverged = None
         self.diverged_epoch = None
         self.last_logs = {}
         self._epoch = 0
+        self._first_loss = None
+
+    def _check(self, loss) -> str | None:
+        loss = float(loss)
+        if math.isnan(loss):
+            return "nan"
+        if math.isinf(loss):
+            return "inf"
+        if self._first_loss is None:
+            self._first_loss = abs(loss)
+        elif abs(loss) > self.explode * max(self._first_loss, 1e-3):
+            return f"{loss:.3g} ({self.explode:g}x the first batch's {self._first_loss:.3g})"
+        return None
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(float(loss)):
-            self.diverged = "nan" if math.isnan(float(loss)) else "inf"
-            self.diverged_epoch = self._epoch
-            self.model.stop_training = True
+        if loss is not None and self.diverged is None:
+            self.diverged = self._check(loss)
+            if self.diverged:
+                self.diverged_epoch = self._epoch
+                self.model.stop_training = True
 
     def on_epoch_end(self, epoch, logs=None):
         if self.diverged is not None:
@@ -49,10 +63,7 @@ class Checkpointer(keras.callbacks.Callback):
             self.diverged, self.diverged_epoch = "nan", epoch
             self.model.stop_training = True
             return
-        tmp = self.path[: -len(".keras")] + f".tmp{os.getpid()}.keras"
-        self.model.save(tmp)
-        os.replace(tmp, self.path)
-        write_atomic(self.state_path, json.dumps({"epoch": epoch + 1}) + "\n")
+        save_model_atomic(self.model, self.path)
 
 
 class TensorBoardExtras(keras.callbacks.Callback):
@@ -96,8 +107,7 @@ class TensorBoardExtras(keras.callbacks.Callback):
         if not math.isfinite(float((logs or {}).get("loss", 0.0))):
             return  # a diverged epoch: nothing worth drawing
 
-        from training.visualize import figures, render
-        from training.visuals import vote_panel
+        from training.visualize import figures, render, vote_panel
 
         summary, writer = self._summary()
         seconds = time.perf_counter() - (self._start or time.perf_counter())

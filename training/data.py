@@ -18,6 +18,8 @@ import sys
 
 import numpy as np
 
+from glom_tf.cli import UserError
+
 IDX_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
@@ -32,7 +34,7 @@ SAMPLE_BANNER = (
 )
 
 
-class DataError(RuntimeError):
+class DataError(UserError):
     """A dataset cannot be found or read (one-line message)."""
 
 
@@ -206,27 +208,30 @@ def split_train_validation(
 
 
 def make_dataset(
-    arrays: Arrays,
-    batch_size: int,
-    image_size: int,
-    training: bool = False,
-    augment_shift: int = 0,
-    seed: int = 0,
+    arrays: Arrays, batch_size: int, image_size: int, training: bool = False, augment=None, seed: int = 0
 ):
-    """tf.data: (images float32 (B, S, S, C) in [0, 1], labels int32 (B,)); cached, prefetched."""
+    """tf.data: (images float32 (B, S, S, C) in [0, 1], labels int32 (B,)); cached, prefetched.
+
+    Training shuffles and, with `augment` (an object with augment_shift, augment_rotate and
+    augment_scale, e.g. a Config), moves each image by a random affine transform.
+    """
     import tensorflow as tf
 
     ds = tf.data.Dataset.from_tensor_slices((arrays.images, arrays.labels.astype(np.int32)))
     ds = ds.cache()
     if training:
         ds = ds.shuffle(min(len(arrays.labels), 60_000), seed=seed, reshuffle_each_iteration=True)
+    shift, rotate, scale = (
+        (augment.augment_shift, augment.augment_rotate, augment.augment_scale) if augment else (0, 0.0, 0.0)
+    )
+    moves = training and (shift or rotate or scale)
 
     def prepare(image, label):
         image = tf.image.convert_image_dtype(image, tf.float32)  # uint8 -> [0, 1]
         if image.shape[0] != image_size:
             image = tf.image.resize(image, (image_size, image_size))
-        if training and augment_shift:
-            image = _random_shift(image, augment_shift)
+        if moves:
+            image = random_affine(image, shift, rotate, scale)
         return image, label
 
     ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
@@ -234,10 +239,25 @@ def make_dataset(
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def _random_shift(image, pixels: int):
-    """Shifts one image (H, W, C) by up to `pixels` rows and columns, zero-filled."""
+def random_affine(image, shift: int, rotate: float, scale: float):
+    """One image (H, W, C) rotated by up to `rotate` degrees and zoomed by [1-scale, 1+scale]
+    about its centre, then shifted by up to `shift` pixels; bilinear, zero-filled."""
+    import math
+
     import tensorflow as tf
 
-    size, channels = image.shape[0], image.shape[-1]
-    padded = tf.pad(image, [[pixels, pixels], [pixels, pixels], [0, 0]])
-    return tf.image.random_crop(padded, (size, size, channels))
+    size = image.shape[0]
+    angle = tf.random.uniform((), -rotate, rotate) * (math.pi / 180.0)
+    zoom = tf.random.uniform((), 1.0 - scale, 1.0 + scale)
+    offset = tf.cast(tf.random.uniform((2,), -shift, shift + 1, tf.int32), tf.float32)
+    # The transform maps output pixel (x, y) to input (a0 x + a1 y + a2, b0 x + b1 y + b2).
+    cos, sin = tf.cos(angle) / zoom, tf.sin(angle) / zoom
+    c = (size - 1) / 2.0
+    a2 = c - cos * c + sin * c - offset[0]
+    b2 = c - sin * c - cos * c - offset[1]
+    transform = tf.stack([cos, -sin, a2, sin, cos, b2, 0.0, 0.0])[None]  # (1, 8)
+    out = tf.raw_ops.ImageProjectiveTransformV3(
+        images=image[None], transforms=transform, output_shape=tf.constant([size, size]),
+        fill_value=0.0, interpolation="BILINEAR", fill_mode="CONSTANT",
+    )  # fmt: skip
+    return tf.ensure_shape(out[0], image.shape)

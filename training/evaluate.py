@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 
-from training.cli import ArgumentParser, UserError, run, write_atomic
+from glom_tf.cli import ArgumentParser, UserError, load_glom_model, run, write_atomic
 
 ISLAND_IMAGES = 100  # images for the per-step island and agreement curves
 
@@ -37,15 +37,10 @@ def evaluate(model_path: str, dataset: str, split: str, data_dir=None, limit: in
         raise UserError("the embedded MNIST sample has no test split; pass --data-dir")
     if limit:
         arrays = data.Arrays(arrays.images[:limit], arrays.labels[:limit], arrays.source, arrays.num_classes)
-    import keras
-
     from glom_tf.islands import settling_curves
     from training.metrics import readout_figures
 
-    try:
-        model = keras.saving.load_model(model_path, safe_mode=True)
-    except Exception as e:  # a corrupt or foreign file
-        raise UserError(f"--model {model_path}: cannot load ({type(e).__name__})") from None
+    model = load_glom_model(model_path)
     ds = data.make_dataset(arrays, batch_size, model.image_size)
     figures = readout_figures(model, ds, arrays.num_classes)
     # Islands and settling over time steps, on the first images (the curves are per step).

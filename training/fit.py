@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from training.cli import EXIT_DIVERGED, ArgumentParser, run
+from glom_tf.cli import EXIT_DIVERGED, ArgumentParser, parse_assignments, run
 
 
 def parse_args(argv=None):
@@ -31,7 +31,7 @@ def parse_args(argv=None):
 
 
 def resolve_config(args):
-    from glom_tf.config import get_preset
+    from glom_tf.presets import get_preset
 
     config = get_preset(args.preset)
     flags = {
@@ -42,7 +42,7 @@ def resolve_config(args):
         "seed": args.seed,
     }
     config = config.with_overrides(**{k: v for k, v in flags.items() if v is not None})
-    return config.with_strings(args.set)
+    return parse_assignments(config, args.set)
 
 
 def main(argv=None) -> int:

@@ -2,31 +2,37 @@
 
 Workdir layout:
     config.json            the resolved config (a rerun must match it, epochs aside)
-    checkpoints/last.keras model + optimizer after the last finished epoch (atomic rename)
-    checkpoints/state.json {"epoch": N} for that checkpoint
+    data.json              where the training data came from (a rerun must read the same)
+    checkpoints/last.keras model + optimizer after the last finished epoch (atomic rename);
+                           the optimizer's step count says which epoch it is, so the
+                           checkpoint and its state are one file
     tensorboard/           train/ and validation/ scalars, hparams, image panels
     model.keras            the final model
-    metrics.json           final validation figures; its presence marks the run done
+    metrics.json           final validation figures; with model.keras it marks the run done
+    .lock                  held (flock) while a training.fit process works in the workdir
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
+import glob
 import json
 import os
 import time
 
 import numpy as np
 
+from glom_tf.cli import UserError, save_model_atomic, write_atomic
 from glom_tf.config import Config
 from training import data
-from training.cli import UserError, write_atomic
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
 
 
 class Diverged(RuntimeError):
-    """The loss became NaN or Inf; the last good checkpoint is kept."""
+    """The loss became NaN, Inf or exploded; the last good checkpoint (if any) is kept."""
 
 
 @dataclasses.dataclass
@@ -38,24 +44,45 @@ class Paths:
         self.config = os.path.join(w, "config.json")
         self.checkpoints = os.path.join(w, "checkpoints")
         self.last = os.path.join(self.checkpoints, "last.keras")
-        self.state = os.path.join(self.checkpoints, "state.json")
+        self.data = os.path.join(w, "data.json")
+        self.lock = os.path.join(w, ".lock")
         self.tensorboard = os.path.join(w, "tensorboard")
         self.model = os.path.join(w, "model.keras")
         self.metrics = os.path.join(w, "metrics.json")
 
 
-def save_model_atomic(model, path: str) -> None:
-    tmp = path[: -len(".keras")] + f".tmp{os.getpid()}.keras"
-    model.save(tmp)
-    os.replace(tmp, path)
+@contextlib.contextmanager
+def locked_workdir(paths: Paths):
+    """Holds an exclusive lock on the workdir; a second training.fit on it is refused."""
+    if os.path.exists(paths.workdir) and not os.path.isdir(paths.workdir):
+        raise UserError(f"--workdir {paths.workdir}: exists and is not a directory")
+    os.makedirs(paths.checkpoints, exist_ok=True)
+    with open(paths.lock, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise UserError(f"{paths.workdir} is in use by another training.fit process") from None
+        # Temporary files of a process killed while writing (ours are named .NAME.XXXX.tmp*).
+        for stale in glob.glob(os.path.join(paths.workdir, "**", ".*.tmp*"), recursive=True):
+            with contextlib.suppress(OSError):
+                os.remove(stale)
+        yield
 
 
-def _finished_run(paths: Paths, config: Config) -> dict | None:
-    """The metrics of a finished run of `config` in the workdir, if any; refuses other configs."""
+def _read_json(path: str) -> dict:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path}: cannot be read ({type(e).__name__}); fix or remove it") from None
+
+
+def _check_workdir(paths: Paths, config: Config) -> dict | None:
+    """The metrics of a finished run of `config` in the workdir, if any. Refuses a different
+    config, fewer epochs than already trained, or different training data."""
     if not os.path.exists(paths.config):
         return None
-    with open(paths.config) as f:
-        saved = json.load(f)
+    saved = _read_json(paths.config)
     current = json.loads(config.to_json())
     differ = sorted(k for k in current if k != "epochs" and saved.get(k) != current[k])
     if differ:
@@ -63,12 +90,26 @@ def _finished_run(paths: Paths, config: Config) -> dict | None:
             f"{paths.workdir} holds a run with a different config ({', '.join(differ)}); "
             "use another --workdir"
         )
-    if os.path.exists(paths.metrics):
-        with open(paths.metrics) as f:
-            metrics = json.load(f)
+    if saved.get("epochs", 0) > config.epochs:
+        raise UserError(
+            f"{paths.workdir} holds a run of {saved['epochs']} epochs; --epochs {config.epochs} is fewer "
+            "(use another --workdir)"
+        )
+    if os.path.exists(paths.metrics) and os.path.exists(paths.model):
+        metrics = _read_json(paths.metrics)
         if metrics.get("epochs") == config.epochs:
             return metrics
     return None
+
+
+def _check_data(paths: Paths, source: str) -> None:
+    """Records where the training data came from; a rerun must read the same."""
+    if os.path.exists(paths.data):
+        saved = _read_json(paths.data).get("source")
+        if saved != source:
+            raise UserError(f"{paths.workdir} was trained on {saved}, not {source}; use another --workdir")
+    else:
+        write_atomic(paths.data, json.dumps({"source": source}) + "\n")
 
 
 def make_strategy(name: str):
@@ -83,27 +124,11 @@ def make_strategy(name: str):
     raise UserError(f"unknown strategy {name!r}; choose from {', '.join(STRATEGIES)}")
 
 
-def make_optimizer(config: Config, steps_per_epoch: int):
-    import keras
-
-    lr = config.learning_rate
-    if config.cosine_decay:
-        total = max(config.epochs * steps_per_epoch - config.warmup_steps, 1)
-        lr = keras.optimizers.schedules.CosineDecay(
-            0.0 if config.warmup_steps else lr,
-            total,
-            warmup_target=lr if config.warmup_steps else None,
-            warmup_steps=config.warmup_steps,
-        )
-    kwargs = {"clipnorm": config.clipnorm} if config.clipnorm else {}
-    if config.weight_decay:
-        return keras.optimizers.AdamW(lr, weight_decay=config.weight_decay, **kwargs)
-    return keras.optimizers.Adam(lr, **kwargs)
-
-
 def load_data(config: Config, data_dir: str | None):
     """(train, validation) Arrays from the training split (the test split is never used)."""
     arrays = data.load_arrays(config.dataset, "train", data_dir)
+    if arrays.source.startswith("idx:"):  # the same files, wherever the command was run from
+        arrays.source = "idx:" + os.path.realpath(arrays.source[4:])
     if arrays.num_classes != config.num_classes:
         raise UserError(
             f"{config.dataset} has {arrays.num_classes} classes; set num_classes={arrays.num_classes}"
@@ -128,24 +153,32 @@ def fit(
     Seeds are always set (two runs of one config on one CPU machine give equal metrics);
     `deterministic` also turns on TensorFlow op determinism, which makes Keras drop XLA.
     """
-    import keras
-    import tensorflow as tf
-
-    from glom_tf.model import build_model, compile_model
-    from training.callbacks import Checkpointer, TensorBoardExtras
-    from training.metrics import readout_figures
-
     config.validate()
     if config.validation_size == 0:
         raise UserError("validation_size must be > 0 for training")
     paths = Paths(workdir)
-    finished = _finished_run(paths, config)
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise UserError(f"--workdir {workdir}: exists and is not a directory")
+    finished = _check_workdir(paths, config)
     if finished is not None:
         print(f"{workdir}: already trained for {config.epochs} epochs (metrics.json); nothing to do")
         return finished
     train, validation = load_data(config, data_dir)  # bad data fails before the workdir is touched
-    os.makedirs(paths.checkpoints, exist_ok=True)
-    write_atomic(paths.config, config.to_json() + "\n")
+    with locked_workdir(paths):
+        _check_data(paths, train.source)
+        write_atomic(paths.config, config.to_json() + "\n")
+        return _fit_locked(config, paths, train, validation, strategy, verbose, deterministic)
+
+
+def _fit_locked(config, paths, train, validation, strategy, verbose, deterministic) -> dict:
+    import keras
+    import tensorflow as tf
+
+    from glom_tf.cli import load_glom_model
+    from glom_tf.model import build_model
+    from training.callbacks import Checkpointer, TensorBoardExtras
+    from training.metrics import readout_figures
+    from training.recipe import compile_model, learning_rate
 
     keras.utils.set_random_seed(config.seed)
     if deterministic:
@@ -157,27 +190,32 @@ def fit(
     steps_per_epoch = len(train.labels) // config.batch_size
     if steps_per_epoch == 0:
         raise UserError(f"batch_size {config.batch_size} exceeds {len(train.labels)} training examples")
-    train_ds = data.make_dataset(
-        train, config.batch_size, config.image_size, True, config.augment_shift, config.seed
-    )
+    train_ds = data.make_dataset(train, config.batch_size, config.image_size, True, config, config.seed)
     val_ds = data.make_dataset(validation, max(config.batch_size, 100), config.image_size)
 
     # XLA inside MirroredStrategy fails on (logical) CPU devices; op determinism excludes it too.
     jit = config.jit_compile and replicas == 1 and not deterministic
     initial_epoch = 0
     with dist.scope():
-        if os.path.exists(paths.last) and os.path.exists(paths.state):
-            model = keras.saving.load_model(paths.last, safe_mode=True)
-            with open(paths.state) as f:
-                initial_epoch = json.load(f)["epoch"]
-            print(f"resuming {workdir} from epoch {initial_epoch}", flush=True)
-            model.jit_compile = jit
+        if os.path.exists(paths.last):
+            try:
+                model = load_glom_model(paths.last)
+            except UserError:
+                raise UserError(
+                    f"{paths.last}: the checkpoint cannot be read (truncated or corrupt); "
+                    "restore it or remove it to start over"
+                ) from None
+            # The checkpoint's optimizer step count says how many epochs it holds.
+            initial_epoch = int(model.optimizer.iterations.numpy()) // steps_per_epoch
+            # Continue on the schedule the config states (not the one saved with the optimizer).
+            model.optimizer.learning_rate = learning_rate(config, steps_per_epoch)
+            print(f"resuming {paths.workdir} from epoch {initial_epoch}", flush=True)
         else:
             model = build_model(config)
-            compile_model(model, config, make_optimizer(config, steps_per_epoch))
-            model.jit_compile = jit
+            compile_model(model, config, steps_per_epoch, jit)
+        model.jit_compile = jit
 
-    checkpointer = Checkpointer(paths.last, paths.state)
+    checkpointer = Checkpointer(paths.last)
     callbacks = [
         checkpointer,
         keras.callbacks.TensorBoard(paths.tensorboard, update_freq="epoch", write_graph=False),
@@ -197,9 +235,13 @@ def fit(
             shuffle=False,  # tf.data already shuffles
         )
     if checkpointer.diverged:
+        kept = (
+            f"last good checkpoint kept at {paths.last}"
+            if os.path.exists(paths.last)
+            else "no checkpoint was written (no epoch finished)"
+        )
         raise Diverged(
-            f"loss became {checkpointer.diverged} at epoch {checkpointer.diverged_epoch + 1}; "
-            f"stopped, last good checkpoint kept at {paths.last}"
+            f"loss became {checkpointer.diverged} at epoch {checkpointer.diverged_epoch + 1}; stopped, {kept}"
         )
     seconds = time.perf_counter() - start
     save_model_atomic(model, paths.model)

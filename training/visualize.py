@@ -17,7 +17,36 @@ import os
 
 import numpy as np
 
-from training.cli import ArgumentParser, UserError, run, write_atomic
+from glom_tf.cli import ArgumentParser, UserError, load_glom_model, run, write_atomic
+
+# One colour per class (tab10).
+CLASS_COLOURS = np.array(
+    [
+        [31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40], [148, 103, 189],
+        [140, 86, 75], [227, 119, 194], [127, 127, 127], [188, 189, 34], [23, 190, 207],
+    ],
+    np.uint8,
+)  # fmt: skip
+
+
+def _upsample(grid: np.ndarray, size: int) -> np.ndarray:
+    reps = max(size // grid.shape[0], 1)
+    return np.repeat(np.repeat(grid, reps, axis=0), reps, axis=1)
+
+
+def vote_panel(model, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Two rows: the input digits, and each cell's vote coloured by class. (H, W, 3) uint8."""
+    scores = np.asarray(model(images, training=False))  # (B, h, w, C)
+    votes = scores.argmax(-1) % len(CLASS_COLOURS)  # (B, h, w)
+    size = images.shape[1]
+    tiles_in, tiles_vote = [], []
+    for image, vote in zip(images, votes):
+        grey = (np.clip(image[..., :1], 0, 1) * 255).astype(np.uint8)
+        tiles_in.append(np.repeat(grey, 3, axis=-1))
+        coloured = _upsample(CLASS_COLOURS[vote], size)[:size, :size]
+        pad = size - coloured.shape[0]
+        tiles_vote.append(np.pad(coloured, ((0, pad), (0, pad), (0, 0))))
+    return np.concatenate([np.concatenate(tiles_in, 1), np.concatenate(tiles_vote, 1)], 0)
 
 
 def pca_colours(vectors: np.ndarray) -> np.ndarray:
@@ -40,7 +69,6 @@ def figures(model, image: np.ndarray, cell: tuple[int, int] | None = None) -> di
     from matplotlib.patches import Patch
 
     from glom_tf.islands import neighbour_similarity, settling_curves
-    from training.visuals import CLASS_COLOURS
 
     batch = image[None].astype(np.float32)
     out = model.unroll(batch, training=False)
@@ -143,7 +171,7 @@ def render(fig) -> bytes:
 
 def load_image(args, size: int) -> np.ndarray:
     if args.image:
-        from export.predict import prepare_image
+        from glom_tf.images import prepare_image
 
         return prepare_image(args.image, size)[..., None].astype(np.float32) / 255.0
     from training import data
@@ -165,9 +193,7 @@ def main(argv=None) -> int:
     p.add_argument("--data-dir")
     p.add_argument("--cell", type=int, nargs=2, metavar=("ROW", "COL"), help="cell for the attention plot")
     args = p.parse_args(argv)
-    from export.saved_model import load_keras_model
-
-    model = load_keras_model(args.model)
+    model = load_glom_model(args.model)
     image = load_image(args, model.image_size)
     if args.cell and not all(0 <= c < model.grid for c in args.cell):
         raise UserError(f"--cell must be in 0..{model.grid - 1}")

@@ -1,0 +1,77 @@
+"""The named presets: `Config` values. Each preset's command, runtime and result: README.md."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from glom_tf.config import Config, ConfigError
+
+
+def presets() -> dict[str, Config]:
+    """The named presets (built on call, no work at import time)."""
+    # The original notebook (RedRyan111/GLOM): 28x28 cells, 4 levels x 10 dims, 30 steps, the
+    # plain concatenated neighbourhood into the same-level networks, MSE to one-hot, Adam(0.01),
+    # batch 60: the ModelConfig/Config defaults.
+    seed = Config()
+    # The README's main command: 4x4 patches (7x7 grid), 4 levels x 32 dims, 6 steps, learned
+    # attention, cross-entropy at every cell, mean readout, cosine schedule.
+    default = seed.with_overrides(
+        patch_size=4,
+        embedding="linear",
+        dim=32,
+        steps=6,
+        hidden_scale=0.1,
+        dropout=0.0,
+        attention="learned",
+        attention_dim=16,
+        init_state="learned",
+        noise=0.0,
+        skip_periods=(),
+        head=True,
+        loss="crossentropy",
+        readout="mean",
+        batch_size=64,
+        epochs=14,
+        learning_rate=0.01,
+        warmup_steps=50,
+        cosine_decay=True,
+        unroll_steps=True,  # 6 steps: the unrolled graph compiles in ~20 s and trains faster
+    )
+    return {
+        "seed": seed,
+        "default": default,
+        # Quick runs: 3 levels x 16 dims, 4 steps.
+        "small": dataclasses.replace(
+            default,
+            levels=3,
+            dim=16,
+            steps=4,
+            attention_dim=8,
+            batch_size=32,
+            epochs=2,
+            learning_rate=3e-3,
+            warmup_steps=0,
+            cosine_decay=False,
+        ),  # fmt: skip
+        # Tests: 7x7 patches (4x4 grid), 3 levels x 8 dims, 2 steps, the symbolic time loop.
+        "tiny": dataclasses.replace(
+            default,
+            patch_size=7,
+            levels=3,
+            dim=8,
+            steps=2,
+            attention_dim=4,
+            batch_size=32,
+            epochs=1,
+            warmup_steps=0,
+            cosine_decay=False,
+            unroll_steps=False,
+        ),  # fmt: skip
+    }
+
+
+def get_preset(name: str) -> Config:
+    table = presets()
+    if name not in table:
+        raise ConfigError(f"unknown preset {name!r}; choose from {', '.join(sorted(table))}")
+    return table[name]
