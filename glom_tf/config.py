@@ -119,7 +119,7 @@ class ModelConfig:
     @property
     def grid(self) -> int:
         """Cells per side of the column grid."""
-        return self.image_size // self.patch_size
+        return self.image_size // max(self.patch_size, 1)  # validate() rejects patch_size < 1
 
     @property
     def resolved_island_scales(self) -> tuple[int, ...]:
@@ -136,7 +136,7 @@ class ModelConfig:
             (self.channels >= 1, "channels must be >= 1"),
             (self.patch_size >= 1, "patch_size must be >= 1"),
             (
-                self.image_size % self.patch_size == 0,
+                self.patch_size >= 1 and self.image_size % self.patch_size == 0,
                 f"patch_size {self.patch_size} must divide image_size {self.image_size}",
             ),
             (self.levels >= 2, "levels must be >= 2"),
@@ -194,7 +194,9 @@ class ModelConfig:
 class Config(ModelConfig):
     """A model's fields and its training recipe; plain data, JSON-serialisable."""
 
-    loss: str = "mse"  # "mse" to one-hot at every cell (the original) or "crossentropy"
+    # "mse" to one-hot at every cell (the original), "crossentropy", or "none" (self-supervised:
+    # only the island and denoising objectives train the model)
+    loss: str = "mse"
     dataset: str = "mnist"
     batch_size: int = 60
     epochs: int = 1
@@ -216,7 +218,11 @@ class Config(ModelConfig):
 
     def checks(self) -> list[tuple[bool, str]]:
         return super().checks() + [
-            (self.loss in ("mse", "crossentropy"), "loss must be 'mse' or 'crossentropy'"),
+            (self.loss in ("mse", "crossentropy", "none"), "loss must be 'mse', 'crossentropy' or 'none'"),
+            (
+                self.loss != "none" or self.island_weight > 0 or self.denoise_weight > 0,
+                "loss='none' needs island_weight or denoise_weight > 0",
+            ),
             (self.batch_size >= 1, "batch_size must be >= 1"),
             (self.epochs >= 0, "epochs must be >= 0"),
             (0.0 < self.learning_rate < 1e3, "learning_rate must be in (0, 1000)"),

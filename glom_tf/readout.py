@@ -57,7 +57,8 @@ def readout(scores, kind: str):
 
 @keras.saving.register_keras_serializable(package="glom_tf")
 class CellLoss(keras.losses.Loss):
-    """The target label at every cell: MSE to one-hot (the original) or cross-entropy.
+    """The target label at every cell: MSE to one-hot (the original), cross-entropy, or "none"
+    (zero: pretraining on the island and denoising objectives alone).
 
     y_true: integer labels (B,) or (B, 1); y_pred: per-cell scores (B, H, W, C).
     Returns the per-image mean over cells (and classes for MSE).
@@ -71,6 +72,8 @@ class CellLoss(keras.losses.Loss):
         labels = ops.reshape(ops.cast(y_true, "int32"), (-1,))  # (B,)
         y_pred = ops.cast(y_pred, "float32")  # the loss in float32 under mixed precision
         classes = y_pred.shape[-1]
+        if self.kind == "none":  # self-supervised training: only the model's own objectives
+            return ops.mean(y_pred * 0.0, axis=(1, 2, 3))
         if self.kind == "mse":
             target = ops.one_hot(labels, classes, dtype=y_pred.dtype)[:, None, None, :]
             return ops.mean(ops.square(y_pred - target), axis=(1, 2, 3))

@@ -26,13 +26,20 @@ def forward_flops(config: Config) -> int:
     reference does (1.24 GFLOP per training image for `seed` = 3 x forward).
     """
     d, cells, levels = config.dim, config.grid**2, config.levels
-    network = 9 * d * d + 2 * d * d  # Dense(9D -> D), Dense(D -> D), Dense(D -> D)
+    k = (2 * config.radius + 1) ** 2  # neighbours
+    network = k * d * d + 2 * d * d  # Dense(KD -> D), Dense(D -> D), Dense(D -> D)
     groups = (levels - 1) + (levels - 2 if config.top_down else 0)
     per_cell = groups * network
     if config.attention != "none":
-        per_cell += (levels - 1) * network
-        if config.attention == "learned":
-            per_cell += (levels - 1) * (10 * d * config.attention_dim + 9 * config.attention_dim)
+        if config.same_level == "mlp":
+            per_cell += (levels - 1) * network
+        else:  # consensus: the weighted average of K neighbours
+            per_cell += (levels - 1) * k * d
+        if config.attention == "similarity":
+            per_cell += (levels - 1) * k * d
+        elif config.attention == "learned":
+            e = config.attention_dim
+            per_cell += (levels - 1) * ((k + 1) * d * e + k * e)
     total = per_cell * cells * config.steps
     if config.embedding == "linear":
         total += cells * config.patch_size**2 * config.channels * d

@@ -241,21 +241,33 @@ def make_dataset(
 
 def random_affine(image, shift: int, rotate: float, scale: float):
     """One image (H, W, C) rotated by up to `rotate` degrees and zoomed by [1-scale, 1+scale]
-    about its centre, then shifted by up to `shift` pixels; bilinear, zero-filled."""
+    about its centre, then shifted by up to `shift` pixels."""
+    import tensorflow as tf
+
+    angle = tf.random.uniform((), -rotate, rotate)
+    zoom = tf.random.uniform((), 1.0 - scale, 1.0 + scale)
+    offset = tf.cast(tf.random.uniform((2,), -shift, shift + 1, tf.int32), tf.float32)
+    return affine(image, angle, zoom, offset)
+
+
+def affine(image, degrees, zoom, offset):
+    """(H, W, C) rotated by `degrees` (clockwise as displayed, rows down) and zoomed by `zoom`
+    about the centre, then moved by `offset` (dx, dy) pixels; bilinear, zero-filled."""
     import math
 
     import tensorflow as tf
 
     size = image.shape[0]
-    angle = tf.random.uniform((), -rotate, rotate) * (math.pi / 180.0)
-    zoom = tf.random.uniform((), 1.0 - scale, 1.0 + scale)
-    offset = tf.cast(tf.random.uniform((2,), -shift, shift + 1, tf.int32), tf.float32)
+    angle = tf.cast(degrees, tf.float32) * (math.pi / 180.0)
+    zoom, offset = tf.cast(zoom, tf.float32), tf.cast(offset, tf.float32)
     # The transform maps output pixel (x, y) to input (a0 x + a1 y + a2, b0 x + b1 y + b2).
     cos, sin = tf.cos(angle) / zoom, tf.sin(angle) / zoom
     c = (size - 1) / 2.0
-    a2 = c - cos * c + sin * c - offset[0]
-    b2 = c - sin * c - cos * c - offset[1]
-    transform = tf.stack([cos, -sin, a2, sin, cos, b2, 0.0, 0.0])[None]  # (1, 8)
+    # input = M (output - centre - offset) + centre, with M = [[cos, sin], [-sin, cos]] / zoom
+    a0, a1, b0, b1 = cos, sin, -sin, cos
+    a2 = c - a0 * (c + offset[0]) - a1 * (c + offset[1])
+    b2 = c - b0 * (c + offset[0]) - b1 * (c + offset[1])
+    transform = tf.stack([a0, a1, a2, b0, b1, b2, 0.0, 0.0])[None]  # (1, 8)
     out = tf.raw_ops.ImageProjectiveTransformV3(
         images=image[None], transforms=transform, output_shape=tf.constant([size, size]),
         fill_value=0.0, interpolation="BILINEAR", fill_mode="CONSTANT",

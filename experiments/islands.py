@@ -1,0 +1,62 @@
+"""Island figures of a trained run on its held-out validation digits (never the test split).
+
+`python experiments/islands.py --workdir runs/x [--data-dir ../shared/data/mnist] [--images 500]`
+prints one JSON line: the run's validation accuracy and, per level at the final time step,
+the island count over the object's cells, the largest island's share, the neighbour cosine,
+the mean cosine between island means and the distinctness (glom_tf/islands.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def main() -> None:
+    from glom_tf.cli import quiet_tensorflow
+
+    quiet_tensorflow()
+    import numpy as np
+
+    from glom_tf.cli import load_glom_model
+    from glom_tf.config import Config
+    from glom_tf.islands import level_figures, object_mask
+    from training.train import load_data
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--workdir", required=True)
+    p.add_argument("--data-dir")
+    p.add_argument("--images", type=int, default=500)
+    args = p.parse_args()
+    with open(os.path.join(args.workdir, "config.json")) as f:
+        config = Config.from_dict(json.load(f))
+    with open(os.path.join(args.workdir, "metrics.json")) as f:
+        metrics = json.load(f)
+    model = load_glom_model(os.path.join(args.workdir, "model.keras"))
+    _, validation = load_data(config, args.data_dir)
+    images = validation.images[: args.images].astype("float32") / 255.0
+    states = []
+    for start in range(0, len(images), 100):
+        out = model.unroll(images[start : start + 100], training=False, record=False)
+        states.append(np.asarray(out["state"]))
+    figures = level_figures(np.concatenate(states), object_mask(images, model.grid), model.island_threshold)
+    rounded = {k: [None if v is None else round(v, 3) for v in vs] for k, vs in figures.items()}
+    print(
+        json.dumps(
+            {
+                "workdir": args.workdir,
+                "val_accuracy": metrics.get("accuracy", metrics.get("accuracy_mean")),
+                "train_seconds": metrics.get("train_seconds"),
+                "parameters": metrics.get("parameters"),
+                **rounded,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
