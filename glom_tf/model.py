@@ -205,6 +205,8 @@ class GlomModel(keras.Model):
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """The compiled loss plus the objectives' terms, each logged as its own metric."""
         total = super().compute_loss(x, y, y_pred, sample_weight, training)
+        if not self.losses:  # Keras's symbolic build (JAX) calls this without a forward pass
+            return total
         terms = iter(self.losses)  # in the order `call` adds them
         if self.island_weight:
             self.island_tracker.update_state(next(terms) / self.island_weight)

@@ -5,8 +5,31 @@ import sys
 import numpy as np
 
 import glom_tf
-from glom_tf.islands import count_islands, digit_mask, neighbour_similarity, settling_curves
+from glom_tf.islands import (
+    island_figures,
+    island_labels,
+    level_figures,
+    neighbour_similarity,
+    object_mask,
+    settling_curves,
+)
+from glom_tf.readout import readout
 from tests.test_case import MNIST_DIR, REPO, GlomTestCase, mnist_digits
+
+A = np.array([1.0, 0.0, 0.0])
+B = np.array([0.6, 0.8, 0.0])  # cos(A, B) = 0.6: below the 0.9 threshold
+C = np.array([0.0, 0.0, 1.0])
+
+
+def two_islands():
+    """A 6x6 grid: the object is the 4x4 block rows 1-4, cols 1-4; column 1 holds A (4 cells),
+    columns 2-4 hold B (12 cells); off the object every cell holds C."""
+    vectors = np.tile(C, (6, 6, 1))
+    mask = np.zeros((6, 6), bool)
+    mask[1:5, 1:5] = True
+    vectors[1:5, 1] = A
+    vectors[1:5, 2:5] = B
+    return vectors, mask
 
 
 class IslandsTest(GlomTestCase):
@@ -23,32 +46,125 @@ class IslandsTest(GlomTestCase):
         )
         self.assertAllClose(neighbour_similarity(board)[..., 0], np.zeros((4, 4)), atol=1e-6)
 
-    def test_count_islands_on_a_torus(self):
-        agree = np.zeros((6, 6), bool)
-        agree[0, 0] = agree[0, 5] = True  # joined across the wrap
-        agree[3, 2:4] = True
-        self.assertEqual(count_islands(agree), 2)
-        mask = np.zeros((6, 6), bool)
-        mask[3, 3] = True
-        self.assertEqual(count_islands(agree, mask), 1)
-        self.assertEqual(count_islands(np.ones((5, 5), bool)), 1)
+    def test_two_designed_islands(self):
+        vectors, mask = two_islands()
+        labels = island_labels(vectors, mask)
+        self.assertAllEqual(labels[~mask], -np.ones((~mask).sum(), int))
+        self.assertEqual(len(np.unique(labels[1:5, 1])), 1)
+        self.assertEqual(len(np.unique(labels[1:5, 2:5])), 1)
+        self.assertNotEqual(labels[1, 1], labels[1, 2])
+        figures = island_figures(vectors, mask)
+        self.assertEqual(figures["count"], 2)
+        self.assertAllClose(figures["largest"], 12 / 16)
+        self.assertAllClose(figures["mean_cosine"], 0.6, atol=1e-6)  # cos(A, B)
+        self.assertAllClose(figures["distinct"], 0.4, atol=1e-6)
+        # 4-neighbour pairs inside the 4x4 object: 12 vertical + 12 horizontal; the 4 horizontal
+        # pairs across columns 1|2 have cosine 0.6, the other 20 cosine 1.
+        self.assertAllClose(figures["neighbour_cosine"], (20 * 1.0 + 4 * 0.6) / 24, atol=1e-6)
+        # The scale of a vector does not matter (cosine), nor does a small perturbation.
+        noisy = vectors * 3.0 + 0.01 * np.random.default_rng(0).normal(size=vectors.shape)
+        self.assertEqual(island_figures(noisy, mask)["count"], 2)
+        # A threshold below cos(A, B) merges them.
+        merged = island_figures(vectors, mask, threshold=0.5)
+        self.assertEqual((merged["count"], merged["largest"], merged["mean_cosine"]), (1, 1.0, None))
 
-    def test_digit_mask(self):
+    def test_one_vector_everywhere_is_one_island(self):
+        mask = np.zeros((5, 5), bool)
+        mask[1:4, 0:3] = True
+        figures = island_figures(np.tile(A, (5, 5, 1)), mask)
+        self.assertEqual(figures["count"], 1)
+        self.assertEqual(figures["largest"], 1.0)
+        self.assertIsNone(figures["mean_cosine"])
+        self.assertEqual(figures["distinct"], 0.0)
+        self.assertAllClose(figures["neighbour_cosine"], 1.0, atol=1e-6)
+        empty = island_figures(np.tile(A, (5, 5, 1)), np.zeros((5, 5), bool))
+        self.assertEqual((empty["count"], empty["mean_cosine"], empty["distinct"]), (0, None, 0.0))
+
+    def test_cells_off_the_object_are_ignored(self):
+        # Two blocks of A joined only through a column of A that is off the object: 2 islands.
+        vectors = np.tile(A, (5, 5, 1))
+        mask = np.zeros((5, 5), bool)
+        mask[:, 0:2] = mask[:, 3:5] = True  # column 2 is off the object
+        figures = island_figures(vectors, mask)
+        self.assertEqual(figures["count"], 2)
+        self.assertEqual(figures["largest"], 0.5)
+        self.assertAllClose(figures["mean_cosine"], 1.0, atol=1e-6)
+        # Whatever the off-object cells hold changes nothing.
+        vectors, mask = two_islands()
+        scrambled = vectors.copy()
+        scrambled[~mask] = np.random.default_rng(1).normal(size=((~mask).sum(), 3))
+        self.assertEqual(island_figures(scrambled, mask), island_figures(vectors, mask))
+
+    def test_no_wrap_around_across_the_grid_edge(self):
+        vectors = np.tile(A, (4, 4, 1))
+        mask = np.zeros((4, 4), bool)
+        mask[:, 0] = mask[:, 3] = True  # neighbours on a torus, not on the grid
+        self.assertEqual(island_figures(vectors, mask)["count"], 2)
+        mask = np.zeros((4, 4), bool)
+        mask[0, :] = mask[3, :] = True
+        self.assertEqual(island_figures(vectors, mask)["count"], 2)
+        mask = np.zeros((4, 4), bool)
+        mask[0, 0] = mask[3, 3] = True
+        figures = island_figures(vectors, mask)
+        self.assertEqual(figures["count"], 2)
+        self.assertIsNone(figures["neighbour_cosine"])  # no 4-neighbouring object cells
+
+    def test_level_figures_average_over_images(self):
+        vectors, mask = two_islands()
+        states = np.zeros((2, 6, 6, 2, 3))
+        states[0, :, :, 0] = vectors  # image 0: level 0 two islands, level 1 one
+        states[0, :, :, 1] = A
+        states[1, :, :, 0] = A  # image 1: one island on both levels
+        states[1, :, :, 1] = A
+        figures = level_figures(states, np.stack([mask, mask]))
+        self.assertAllClose(figures["count"], [1.5, 1.0])
+        self.assertAllClose(figures["largest"], [(0.75 + 1.0) / 2, 1.0])
+        self.assertAllClose(figures["mean_cosine"][0], 0.6, atol=1e-6)  # images with >= 2 islands only
+        self.assertIsNone(figures["mean_cosine"][1])
+        self.assertAllClose(figures["distinct"], [0.2, 0.0], atol=1e-6)
+
+    def test_object_mask(self):
+        images = np.zeros((2, 28, 28), "float32")
+        images[0, 8, 15] = 0.6  # patch (1, 2) of a 7x7-patch grid: above 0.5
+        images[0, 27, 27] = 0.4  # patch (3, 3): not above 0.5
+        images[1, 0:7, 0:7] = 1.0  # patch (0, 0)
+        expected = np.zeros((2, 4, 4), bool)
+        expected[0, 1, 2] = expected[1, 0, 0] = True
+        self.assertAllEqual(object_mask(images, 4), expected)
+        self.assertAllEqual(object_mask(images[..., None], 4), expected)  # a channel axis
+        model = glom_tf.build_model(glom_tf.get_preset("tiny"))
+        self.assertAllEqual(np.asarray(model.object_mask(images)), expected)
         x, _ = mnist_digits(2)
-        mask = digit_mask(x, 4)
-        self.assertEqual(mask.shape, (2, 4, 4))
+        mask = object_mask(x, 4)
         self.assertTrue(mask.any() and not mask.all())
+        self.assertAllEqual(np.asarray(model.object_mask(x)), mask)
 
     def test_settling_curves(self):
         model = glom_tf.build_model(glom_tf.get_preset("tiny").with_overrides(steps=3))
         x, _ = mnist_digits(3)
         curves = settling_curves(model, x)
-        self.assertEqual(np.array(curves["similarity"]).shape, (4, 3))
-        self.assertEqual(np.array(curves["islands_digit"]).shape, (4, 3))
+        keys = {"islands", "largest", "neighbour_cosine", "mean_cosine", "distinct"}
+        keys |= {"similarity", "agreement", "agreement_digit", "threshold"}
+        self.assertEqual(set(curves), keys)
+        self.assertEqual(curves["threshold"], model.island_threshold)
+        for key in ("similarity", "islands", "largest", "distinct"):
+            self.assertEqual(np.array(curves[key], float).shape, (4, 3), key)  # [T+1][L]
         self.assertEqual(len(curves["agreement"]), 4)
-        # The final step's agreement is the model's own readout agreement.
-        _, _, agreement = model.predict_readout(x)
+        # Each step's figures are those of the recorded states, per level.
+        out = model.unroll(x)
+        states = np.asarray(out["states"])
+        mask = object_mask(x, 4)
+        for t in (0, 3):
+            for level in range(3):
+                counts = [island_figures(states[t, b, :, :, level], mask[b])["count"] for b in range(3)]
+                self.assertAllClose(curves["islands"][t][level], np.mean(counts))
+        # The final step's agreement is the model's own readout agreement (all cells), and on
+        # the object's cells the fraction of object cells voting for the answer.
+        _, classes, agreement = readout(out["scores"], model.readout)
         self.assertAllClose(curves["agreement"][-1], float(np.mean(agreement)), atol=1e-6)
+        votes = np.asarray(out["scores"]).argmax(-1) == np.asarray(classes)[:, None, None]
+        digit = [votes[b][mask[b]].mean() for b in range(3)]
+        self.assertAllClose(curves["agreement_digit"][-1], float(np.mean(digit)), atol=1e-6)
 
 
 class VisualizeCliTest(GlomTestCase):

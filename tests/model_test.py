@@ -5,8 +5,11 @@ import numpy as np
 import tensorflow as tf
 
 import glom_tf
-from glom_tf.readout import CellLoss
+from glom_tf import islands
+from glom_tf.readout import CellLoss, readout
+from tests.objectives_test import object_reference, part_reference
 from tests.test_case import GlomTestCase, mnist_digits
+from training.recipe import compile_model
 
 
 def tiny(**overrides):
@@ -40,6 +43,8 @@ class GlomModelTest(GlomTestCase):
         self.assertEqual(tuple(out["attention"].shape), (3, 3, 4, 4, 2, 9))  # (T, B, h, w, L-1, 9)
         self.assertAllClose(out["scores"], model(x))
         probabilities, classes, agreement = model.predict_readout(x)
+        for got, want in zip((probabilities, classes, agreement), readout(model(x), "mean")):
+            self.assertAllClose(got, want)  # the one readout, with the model's kind
         self.assertEqual(tuple(probabilities.shape), (3, 10))
         self.assertAllClose(np.sum(probabilities, -1), np.ones(3), atol=1e-5)
         self.assertTrue(np.all((np.asarray(agreement) > 0) & (np.asarray(agreement) <= 1)))
@@ -70,7 +75,7 @@ class GlomModelTest(GlomTestCase):
         x, _ = mnist_digits(4)
         for config in (tiny(), glom_tf.get_preset("seed").with_overrides(steps=4)):
             model = glom_tf.build_model(config)
-            glom_tf.compile_model(model, config)
+            compile_model(model, config)
             path = os.path.join(self.get_temp_dir(), "model.keras")
             model.save(path)
             loaded = keras.saving.load_model(path, safe_mode=True)
@@ -116,7 +121,7 @@ class GlomModelTest(GlomTestCase):
 
     def test_overfits_32_real_digits(self):
         config = tiny(steps=3, learning_rate=0.01)
-        model = glom_tf.compile_model(glom_tf.build_model(config), config)
+        model = compile_model(glom_tf.build_model(config), config)
         x, y = mnist_digits(32)
         model.fit(x, y, batch_size=32, epochs=150, verbose=0)
         accuracy = np.mean(np.asarray(model.predict_readout(x)[1]) == y)
@@ -124,27 +129,122 @@ class GlomModelTest(GlomTestCase):
 
     def test_one_compiled_fit_step_under_both_losses_and_readouts(self):
         x, y = mnist_digits(8)
-        for loss, readout in (("mse", "vote"), ("crossentropy", "mean")):
-            config = glom_tf.get_preset("seed").with_overrides(steps=2, loss=loss, readout=readout)
-            model = glom_tf.compile_model(glom_tf.build_model(config), config)
+        for loss, kind in (("mse", "vote"), ("crossentropy", "mean")):
+            config = glom_tf.get_preset("seed").with_overrides(steps=2, loss=loss, readout=kind)
+            model = compile_model(glom_tf.build_model(config), config)
             before = model.get_weights()
             history = model.fit(x, y, batch_size=8, epochs=1, verbose=0)
             self.assertTrue(np.isfinite(history.history["loss"][0]))
             self.assertIn("agreement", history.history)
             self.assertTrue(any(not np.allclose(a, b) for a, b in zip(before, model.get_weights())))
 
-    def test_jax_backend_builds_and_trains_one_step(self):
+    def test_jax_backend_builds_and_trains_with_the_objectives(self):
         script = (
             "import keras, numpy as np, glom_tf\n"
+            "from training.recipe import compile_model\n"
             "assert keras.backend.backend() == 'jax'\n"
-            "c = glom_tf.get_preset('tiny').with_overrides(dropout=0.1, noise=0.01, remat=True)\n"
-            "m = glom_tf.compile_model(glom_tf.build_model(c), c)\n"
+            "c = glom_tf.get_preset('tiny')\n"
+            "print('BASE', glom_tf.build_model(c).count_params())\n"
+            "c = c.with_overrides(dropout=0.1, noise=0.01, island_weight=0.5, denoise_weight=0.5)\n"
+            "m = compile_model(glom_tf.build_model(c), c)\n"
             "x = np.random.default_rng(0).random((8, 28, 28, 1), dtype='float32')\n"
             "y = np.arange(8) % 10\n"
             "w = [v.copy() for v in m.get_weights()]\n"
-            "h = m.fit(x, y, batch_size=4, epochs=2, verbose=0)\n"
-            "assert np.isfinite(h.history['loss'][-1])\n"
+            "h = m.fit(x, y, batch_size=4, epochs=1, verbose=0)\n"
+            "for k in ('loss', 'island_loss', 'denoise_loss'):\n"
+            "    assert np.isfinite(h.history[k][-1]) and h.history[k][-1] > 0, (k, h.history)\n"
             "assert any(not np.allclose(a, b) for a, b in zip(w, m.get_weights()))\n"
             "print('JAX-OK', m.count_params())\n"
         )
-        self.assertIn("JAX-OK 4274", self.run_under_jax(script))
+        out = self.run_under_jax(script)
+        self.assertIn("BASE 4274", out)
+        # The decoder: Dense(L*D -> p*p) = 3*8*49 + 49 parameters.
+        self.assertIn(f"JAX-OK {4274 + 3 * 8 * 49 + 49}", out)
+
+
+OBJECTIVES = {"island_weight": 0.5, "denoise_weight": 2.0, "loss": "crossentropy"}
+
+
+def numpy_patches(images, p=7):
+    """(B, 28, 28, 1) -> the normalised p x p patches (B, h, w, p*p), row-major inside a patch."""
+    b, s = images.shape[0], images.shape[1]
+    g = s // p
+    x = (images[..., 0] - 0.1307) / 0.3081
+    return x.reshape(b, g, p, g, p).transpose(0, 1, 3, 2, 4).reshape(b, g, g, p * p)
+
+
+class ModelObjectivesTest(GlomTestCase):
+    def test_fit_logs_the_objectives(self):
+        config = tiny(**OBJECTIVES)
+        model = compile_model(glom_tf.build_model(config), config, jit_compile=False)  # (XLA: below)
+        x, y = mnist_digits(8)
+        decoder = [w.copy() for w in model.decoder.get_weights()]
+        history = model.fit(x, y, batch_size=4, epochs=1, verbose=0)  # 2 steps
+        for key in ("loss", "island_loss", "denoise_loss"):
+            self.assertIn(key, history.history)
+            self.assertTrue(np.isfinite(history.history[key][0]) and history.history[key][0] > 0, key)
+        # The decoder is trained by the denoising term alone.
+        self.assertTrue(any(not np.allclose(a, b) for a, b in zip(decoder, model.decoder.get_weights())))
+        evaluation = model.evaluate(x, y, batch_size=8, verbose=0, return_dict=True)
+        self.assertGreater(evaluation["island_loss"], 0.0)  # the island term is also an eval figure
+        plain = glom_tf.build_model(tiny())
+        self.assertIsNone(plain.decoder)
+        self.assertFalse(hasattr(plain, "island_tracker"))
+
+    def test_total_loss_is_cross_entropy_plus_the_weighted_terms(self):
+        config = tiny(**OBJECTIVES)
+        model = compile_model(glom_tf.build_model(config), config, jit_compile=False)
+        x, y = mnist_digits(4)
+        saved = np.asarray(model.seed_generator.state.value).copy()
+        scores = model(x, training=True)
+        total = float(model.compute_loss(x, y, scores, training=True))
+        # Recompute the same training pass (the same random draws) and each term by hand.
+        model.seed_generator.state.assign(saved)
+        out = model.unroll(x, training=True, record=False)
+        self.assertAllClose(out["scores"], scores, atol=1e-6)
+        state = np.asarray(out["state"])  # (B, 4, 4, 3, 8)
+        mask = islands.object_mask(x, 4).reshape(4, 16).astype("float32")
+        island = (
+            part_reference(state[:, :, :, 1].reshape(4, 16, 8), mask, 2, 0.1)  # scales (2, 0)
+            + object_reference(state[:, :, :, 2].reshape(4, 16, 8), mask, 0.1)
+        ) / 2
+        patches, masked = numpy_patches(x), np.asarray(out["masked"])
+        self.assertAllClose(out["patches"], patches, atol=1e-5)
+        self.assertBetween(float(masked.mean()), 0.1, 0.45)  # mask_ratio 0.25 of 64 cells
+        reconstruction = np.asarray(model.decoder(state.reshape(4, 4, 4, 24)))
+        denoise = np.mean([np.mean((reconstruction[c] - patches[c]) ** 2) for c in zip(*np.nonzero(masked))])
+        ce = float(CellLoss("crossentropy")(y, scores))
+        self.assertAllClose(total, ce + 0.5 * island + 2.0 * denoise, rtol=1e-5)
+        self.assertAllClose(float(model.island_tracker.result()), island, rtol=1e-5)
+        self.assertAllClose(float(model.denoise_tracker.result()), denoise, rtol=1e-5)
+        # Level 0 sees the masked patches as zeros (noise is 0 in the tiny preset).
+        hidden = np.where(masked[..., None], 0.0, patches).astype("float32")
+        self.assertAllClose(state[:, :, :, 0], model.embed_patches(hidden), atol=1e-5)
+
+    def test_eager_xla_loop_and_unroll_agree_with_the_objectives(self):
+        config = tiny(**OBJECTIVES, dropout=0.1, noise=0.01, skip_periods=(2,))
+        x, y = mnist_digits(4)
+        loss = CellLoss("crossentropy")
+        results, weights = [], None
+        for unroll, jit in ((False, False), (False, True), (True, False)):
+            model = glom_tf.build_model(config.with_overrides(unroll_steps=unroll))
+            if weights is None:
+                weights = model.get_weights()
+            model.set_weights(weights)
+
+            def run(model=model):
+                scores = model(x)
+                island = tf.add_n(model.losses)  # evaluation: the island term only
+                with tf.GradientTape() as tape:
+                    train_scores = model(x, training=True)
+                    total = loss(y, train_scores) + tf.add_n(model.losses)
+                return scores, island, train_scores, total, tape.gradient(total, model.trainable_variables)
+
+            results.append((tf.function(run, jit_compile=True) if jit else run)())
+        reference = results[0]
+        self.assertGreater(float(reference[1]), 0.0)
+        for other in results[1:]:
+            for a, b in zip(reference[:4], other[:4]):
+                self.assertAllClose(a, b, atol=1e-5)
+            for a, b in zip(reference[4], other[4]):
+                self.assertAllClose(a, b, atol=1e-5)

@@ -25,6 +25,9 @@ class NeighbourhoodTest(GlomTestCase):
         out = np.asarray(Neighbourhood(radius=2)(x))
         self.assertEqual(out.shape, (2, 6, 6, 25))
         self.assertAllEqual(out[..., :1], np.roll(x, (-2, -2), axis=(1, 2)))
+        for k, (dy, dx) in enumerate((dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)):
+            self.assertAllEqual(out[..., k : k + 1], np.roll(x, (dy, dx), axis=(1, 2)), (dy, dx))
+        self.assertAllEqual(out[..., 12:13], x)  # the centre is the cell itself
 
     def test_layer_contract(self):
         x = np.random.default_rng(2).normal(size=(2, 4, 4, 3, 5)).astype("float32")

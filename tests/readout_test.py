@@ -1,6 +1,6 @@
 import numpy as np
 
-from glom_tf.readout import CellLoss, ReadoutMetric, agreement, class_probabilities
+from glom_tf.readout import CellLoss, ReadoutMetric, agreement, class_probabilities, readout
 from tests.test_case import GlomTestCase
 
 
@@ -51,3 +51,42 @@ class ReadoutTest(GlomTestCase):
         self.assertAllClose(float(agree.result()), (0.75 + 0.5) / 2)
         restored = ReadoutMetric.from_config(vote.get_config())
         self.assertEqual(restored.kind, "vote_accuracy")
+
+    def test_readout_returns_probabilities_classes_and_agreement(self):
+        s = scores()
+        for kind in ("vote", "mean"):
+            probabilities, classes, agree = readout(s, kind)
+            expected = np.asarray(class_probabilities(s, kind))
+            self.assertAllClose(probabilities, expected)
+            self.assertAllEqual(classes, expected.argmax(-1))
+            self.assertEqual(np.asarray(classes).dtype, np.int32)
+            self.assertEqual(np.asarray(probabilities).dtype, np.float32)
+            votes = s.argmax(-1)  # (B, H, W)
+            self.assertAllClose(agree, (votes == expected.argmax(-1)[:, None, None]).mean((1, 2)))
+        # vote: image 0 -> class 0 (3 of 4 cells), image 1 ties 1 and 2 -> 1 (lowest index).
+        self.assertAllEqual(readout(s, "vote")[1], [0, 1])
+        self.assertAllClose(readout(s, "vote")[2], [0.75, 0.5])
+        with self.assertRaisesRegex(ValueError, "readout must be"):
+            readout(s, "max")
+
+    def test_vote_and_mean_readouts_can_disagree(self):
+        # One image: three cells vote class 0 weakly, one cell votes class 1 strongly.
+        s = np.zeros((1, 2, 2, 3), "float32")
+        s[0, 0, 0, 0] = s[0, 0, 1, 0] = s[0, 1, 0, 0] = 1.0
+        s[0, 1, 1, 1] = 10.0  # mean scores: class 0 0.75, class 1 2.5
+        self.assertAllEqual(readout(s, "vote")[1], [0])
+        self.assertAllEqual(readout(s, "mean")[1], [1])
+        self.assertAllClose(readout(s, "vote")[2], [0.75])
+        self.assertAllClose(readout(s, "mean")[2], [0.25])  # one cell votes for the mean's class
+        labels = np.array([1])
+        for kind, readout_kind, expected in (
+            ("vote_accuracy", "vote", 0.0),
+            ("mean_accuracy", "vote", 1.0),
+            ("agreement", "vote", 0.75),
+            ("agreement", "mean", 0.25),
+        ):
+            metric = ReadoutMetric(kind, readout=readout_kind)
+            metric.update_state(labels, s)
+            self.assertAllClose(float(metric.result()), expected, msg=(kind, readout_kind))
+        restored = ReadoutMetric.from_config(ReadoutMetric("agreement", readout="mean").get_config())
+        self.assertEqual((restored.kind, restored.readout), ("agreement", "mean"))
