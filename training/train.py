@@ -176,7 +176,7 @@ def _fit_locked(config, paths, train, validation, strategy, verbose, determinist
 
     from glom_tf.cli import load_glom_model
     from glom_tf.model import build_model
-    from training.callbacks import Checkpointer, TensorBoardExtras
+    from training.callbacks import Checkpointer, TensorBoardLogger
     from training.metrics import readout_figures
     from training.recipe import compile_model, learning_rate
 
@@ -218,8 +218,7 @@ def _fit_locked(config, paths, train, validation, strategy, verbose, determinist
     checkpointer = Checkpointer(paths.last)
     callbacks = [
         checkpointer,
-        keras.callbacks.TensorBoard(paths.tensorboard, update_freq="epoch", write_graph=False),
-        TensorBoardExtras(paths.tensorboard, config, validation, steps_per_epoch),
+        TensorBoardLogger(paths.tensorboard, config, validation, steps_per_epoch, trial=paths.workdir),
     ]
     start = time.perf_counter()
     if initial_epoch < config.epochs and strategy == "multi_worker":

@@ -6,7 +6,9 @@ by a 3-component PCA fitted per level: one colour = one vector, so islands are p
 colour); similarity.png (mean cosine similarity of each cell with its 8 neighbours, per level);
 votes.png (each cell's top-level vote, one colour per class); attention.png (the same-level
 attention weights of one cell over its 3x3 neighbourhood, per level); curves.png (agreement,
-neighbour similarity and island counts over time steps); curves.json.
+neighbour similarity, island counts and the largest island's share over time steps);
+curves.json. Every picture's title names the image, its true label and the model's answer
+(red when wrong).
 """
 
 from __future__ import annotations
@@ -34,19 +36,94 @@ def _upsample(grid: np.ndarray, size: int) -> np.ndarray:
     return np.repeat(np.repeat(grid, reps, axis=0), reps, axis=1)
 
 
-def vote_panel(model, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Two rows: the input digits, and each cell's vote coloured by class. (H, W, 3) uint8."""
+WRONG = "#d62728"  # the colour that marks a wrong answer
+# Text sizes for pictures about 500 px wide, readable when TensorBoard scales them to its cards.
+FONT = {"font.size": 11, "axes.titlesize": 11, "figure.titlesize": 12, "legend.fontsize": 10.5}
+
+
+def _matplotlib():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _class_legend(fig, num_classes: int, ncol: int | None = None, title: str = "cell's vote (class)"):
+    """The class colours along the bottom of `fig` (in rows of `ncol`)."""
+    from matplotlib.patches import Patch
+
+    handles = [Patch(color=CLASS_COLOURS[c % 10] / 255, label=str(c)) for c in range(num_classes)]
+    ncol = ncol or num_classes
+    rows = -(-num_classes // ncol)  # matplotlib fills columns first: order the handles so rows read 0 1 2 ...
+    handles = [handles[r * ncol + c] for c in range(ncol) for r in range(rows) if r * ncol + c < num_classes]
+    fig.legend(
+        handles=handles, loc="lower center", bbox_to_anchor=(0.5, 0.0), ncol=ncol, title=title,
+        handlelength=1.2, columnspacing=0.8, frameon=False,
+    )  # fmt: skip
+
+
+def figure_array(fig) -> np.ndarray:
+    """A matplotlib figure as (H, W, 3) uint8 (the figure is closed)."""
+    plt = _matplotlib()
+    fig.canvas.draw()
+    pixels = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+    plt.close(fig)
+    return pixels
+
+
+def vote_panel(
+    model, images: np.ndarray, labels: np.ndarray, title: str = "validation images", columns: int = 2
+) -> np.ndarray:
+    """A titled panel of images (B, S, S, C) in [0, 1] with their true labels: for each image
+    the input and each cell's top-level vote coloured by class, headed "#i  true T, answer A"
+    (the model's readout); a wrong answer is headed in bold red with a cross and shaded red.
+    A legend of the class colours runs along the bottom. Sized for a TensorBoard image card
+    (about 500 px wide with 2 columns). Returns (H, W, 3) uint8."""
+    from matplotlib.patches import Rectangle
+
+    from glom_tf.readout import readout
+
+    plt = _matplotlib()
     scores = np.asarray(model(images, training=False))  # (B, h, w, C)
-    votes = scores.argmax(-1) % len(CLASS_COLOURS)  # (B, h, w)
-    size = images.shape[1]
-    tiles_in, tiles_vote = [], []
-    for image, vote in zip(images, votes):
-        grey = (np.clip(image[..., :1], 0, 1) * 255).astype(np.uint8)
-        tiles_in.append(np.repeat(grey, 3, axis=-1))
-        coloured = _upsample(CLASS_COLOURS[vote], size)[:size, :size]
-        pad = size - coloured.shape[0]
-        tiles_vote.append(np.pad(coloured, ((0, pad), (0, pad), (0, 0))))
-    return np.concatenate([np.concatenate(tiles_in, 1), np.concatenate(tiles_vote, 1)], 0)
+    votes = scores.argmax(-1)  # (B, h, w)
+    answers = np.asarray(readout(scores, model.readout)[1])  # (B,)
+    b, classes = len(images), scores.shape[-1]
+    rows = -(-b // columns)
+    # Layout in inches: blocks of (heading, input | votes), the title above, the legend below.
+    side, gap, block, margin, head, row_gap, top, bottom = 1.1, 0.06, 2.45, 0.12, 0.3, 0.14, 0.78, 0.75
+    width, height = columns * block + 2 * margin, rows * (head + side + row_gap) + top + bottom
+    right = 0
+    with plt.rc_context(FONT):
+        fig = plt.figure(figsize=(width, height))
+        for i in range(b):
+            x = margin + (i % columns) * block + (block - 2 * side - gap) / 2  # left edge of the pair
+            y = height - top - (i // columns + 1) * (head + side + row_gap) + row_gap  # bottom edge
+            ok = int(answers[i]) == int(labels[i])
+            right += ok
+            if not ok:  # shade the pair and its heading
+                corner = ((x - 0.08) / width, (y - 0.07) / height)
+                size = ((2 * side + gap + 0.16) / width, (side + head + 0.07) / height)
+                fig.add_artist(
+                    Rectangle(corner, *size, transform=fig.transFigure, color="#f4b6b6", zorder=-1)
+                )
+            for j, picture in enumerate((images[i][..., 0], CLASS_COLOURS[votes[i] % 10])):
+                ax = fig.add_axes(((x + j * (side + gap)) / width, y / height, side / width, side / height))
+                ax.imshow(picture, cmap="gray" if j == 0 else None, vmin=0, vmax=1, interpolation="nearest")
+                ax.set_xticks([])
+                ax.set_yticks([])
+            text = f"#{i}  true {int(labels[i])}, answer {int(answers[i])}" + ("" if ok else " \u2717")
+            style = {"color": "black"} if ok else {"color": WRONG, "fontweight": "bold"}
+            xy = ((x + side + gap / 2) / width, (y + side + 0.06) / height)
+            fig.text(*xy, text, ha="center", va="bottom", fontsize=12, **style)
+        fig.suptitle(
+            f"{title}\n{right} of {b} right ({model.readout} readout), wrong shaded red\n"
+            "left: input, right: each cell's vote",
+            y=1 - 0.06 / height, va="top", fontsize=12.5,
+        )  # fmt: skip
+        _class_legend(fig, classes, ncol=5)
+    return figure_array(fig)
 
 
 def pca_colours(vectors: np.ndarray) -> np.ndarray:
@@ -60,103 +137,149 @@ def pca_colours(vectors: np.ndarray) -> np.ndarray:
     return (comps - lo) / np.where(hi - lo > 1e-9, hi - lo, 1.0)
 
 
-def figures(model, image: np.ndarray, cell: tuple[int, int] | None = None) -> dict:
-    """matplotlib figures for one image (S, S, C) in [0, 1]; keys are file stems."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Patch
-
+def figures(
+    model,
+    image: np.ndarray,
+    cell: tuple[int, int] | None = None,
+    label: int | None = None,
+    name: str = "image",
+) -> tuple[dict, dict]:
+    """matplotlib figures for one image (S, S, C) in [0, 1] and its settling curves; the keys of
+    the figures are file stems. Every figure's title names the image (`name`, e.g. "validation
+    image #0"), its true `label` when known and the model's answer, in red when wrong."""
     from glom_tf.islands import neighbour_similarity, settling_curves
+    from glom_tf.readout import readout
+
+    plt = _matplotlib()
+    from matplotlib.ticker import MaxNLocator
 
     batch = image[None].astype(np.float32)
     out = model.unroll(batch, training=False)
     states = np.asarray(out["states"])[:, 0]  # (T+1, h, w, L, D)
     attention = np.asarray(out["attention"])[:, 0]  # (T, h, w, L-1, 9)
     scores = np.asarray(out["scores"])[0]  # (h, w, C)
+    answer = int(np.asarray(readout(out["scores"], model.readout)[1])[0])
     steps, g, levels = states.shape[0] - 1, states.shape[1], states.shape[3]
     shown = sorted({0, max(steps // 3, 1), max(2 * steps // 3, 1), steps})
+    wrong = label is not None and int(label) != answer
+    which = name + ("" if label is None else f", true {int(label)}") + f", answer {answer}"
+    which += " (wrong)" if wrong else ""
+    colour = WRONG if wrong else "black"
     figs = {}
 
-    fig, ax = plt.subplots(figsize=(3, 3))
-    ax.imshow(image[..., 0], cmap="gray")
-    ax.set_title("input")
-    ax.axis("off")
-    figs["input"] = fig
+    def title(fig, text: str):
+        fig.suptitle(f"{which}\n{text}", color=colour)
 
-    fig, axes = plt.subplots(levels, len(shown), figsize=(2.2 * len(shown), 2.2 * levels), squeeze=False)
-    for level in range(levels):
-        colours = pca_colours(states[:, :, :, level].reshape(-1, states.shape[-1]))
-        colours = colours.reshape(steps + 1, g, g, 3)
-        for j, t in enumerate(shown):
-            ax = axes[levels - 1 - level, j]
-            ax.imshow(colours[t], interpolation="nearest")
+    with plt.rc_context(FONT):
+        fig, ax = plt.subplots(figsize=(3.2, 3.4))
+        ax.imshow(image[..., 0], cmap="gray", vmin=0, vmax=1)
+        ax.set_title(which.replace(", answer", "\nanswer"), color=colour)
+        ax.axis("off")
+        fig.tight_layout()
+        figs["input"] = fig
+
+        fig, axes = plt.subplots(
+            levels,
+            len(shown) + 1,
+            figsize=(1.05 * (len(shown) + 1) + 0.4, 1.05 * levels + 0.9),
+            squeeze=False,
+        )
+        for level in range(levels):
+            colours = pca_colours(states[:, :, :, level].reshape(-1, states.shape[-1]))
+            colours = colours.reshape(steps + 1, g, g, 3)
+            row = levels - 1 - level
+            for j, t in enumerate(shown):
+                ax = axes[row, j]
+                ax.imshow(colours[t], interpolation="nearest")
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if j == 0:
+                    ax.set_ylabel(f"level {level}" + (" (input)" if level == 0 else ""))
+                if row == 0:
+                    ax.set_title(f"step {t}")
+            axes[row, -1].axis("off")
+        axes[0, -1].imshow(image[..., 0], cmap="gray", vmin=0, vmax=1)
+        axes[0, -1].set_title("input")
+        title(fig, "level vectors, PCA colours (one colour = one vector)")
+        fig.tight_layout()
+        figs["levels"] = fig
+
+        sim = neighbour_similarity(states[-1])  # (h, w, L)
+        fig, axes = plt.subplots(
+            1,
+            levels + 1,
+            figsize=(max(1.05 * (levels + 1) + 0.9, 4.6), 2.3),
+            squeeze=False,
+            layout="constrained",
+        )
+        axes[0, 0].imshow(image[..., 0], cmap="gray", vmin=0, vmax=1)
+        axes[0, 0].set_title("input")
+        axes[0, 0].axis("off")
+        for level in range(levels):
+            ax = axes[0, level + 1]
+            im = ax.imshow(sim[:, :, level], vmin=-1, vmax=1, cmap="viridis", interpolation="nearest")
+            ax.set_title(f"level {level}")
             ax.set_xticks([])
             ax.set_yticks([])
-            if j == 0:
-                ax.set_ylabel(f"level {level}" + (" (input)" if level == 0 else ""))
-            if level == levels - 1:
-                ax.set_title(f"step {t}")
-    fig.suptitle("column vectors, PCA colours per level (same colour = same vector)")
-    fig.tight_layout()
-    figs["levels"] = fig
+        fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label="cosine")
+        title(fig, f"cosine of each cell with its 8 neighbours, step {steps}")
+        figs["similarity"] = fig
 
-    sim = neighbour_similarity(states[-1])  # (h, w, L)
-    fig, axes = plt.subplots(1, levels, figsize=(2.6 * levels, 2.8), squeeze=False)
-    for level in range(levels):
-        ax = axes[0, level]
-        im = ax.imshow(sim[:, :, level], vmin=-1, vmax=1, cmap="viridis", interpolation="nearest")
-        ax.set_title(f"level {level}")
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label="cosine similarity with 8 neighbours")
-    fig.suptitle(f"neighbour similarity after step {steps}")
-    figs["similarity"] = fig
+        votes = scores.argmax(-1)
+        fig, axes = plt.subplots(1, 2, figsize=(4.6, 3.5))
+        axes[0].imshow(image[..., 0], cmap="gray", vmin=0, vmax=1)
+        axes[0].set_title("input")
+        axes[1].imshow(CLASS_COLOURS[votes % 10], interpolation="nearest")
+        share = float(np.mean(votes == answer))
+        axes[1].set_title(f"votes: {share:.0%} for {answer}")
+        for ax in axes:
+            ax.set_xticks([])
+            ax.set_yticks([])
+        title(fig, "each cell's top-level vote")
+        fig.tight_layout(rect=(0, 0.2, 1, 1))
+        _class_legend(fig, scores.shape[-1], ncol=5)
+        figs["votes"] = fig
 
-    votes = scores.argmax(-1)
-    fig, ax = plt.subplots(figsize=(4.2, 3.2))
-    ax.imshow(CLASS_COLOURS[votes % 10], interpolation="nearest")
-    ax.set_xticks([])
-    ax.set_yticks([])
-    counts = np.bincount(votes.ravel(), minlength=scores.shape[-1])
-    ax.set_title(f"top-level votes: {counts.argmax()} ({counts.max() / votes.size:.0%} of cells)")
-    handles = [Patch(color=CLASS_COLOURS[c % 10] / 255, label=str(c)) for c in range(scores.shape[-1])]
-    ax.legend(handles=handles, bbox_to_anchor=(1.02, 1), loc="upper left", fontsize=7, title="class")
-    fig.tight_layout()
-    figs["votes"] = fig
+        cy, cx = cell if cell is not None else (g // 2, g // 2)
+        width = max(1.55 * (levels - 1) + 0.5, 4.8)
+        fig, axes = plt.subplots(1, levels - 1, figsize=(width, 2.6), squeeze=False)
+        for level in range(1, levels):
+            ax = axes[0, level - 1]
+            weights = attention[-1, cy, cx, level - 1].reshape(3, 3)
+            ax.imshow(weights, vmin=0, vmax=1, cmap="magma")
+            for (i, j), w in np.ndenumerate(weights):
+                ax.text(j, i, f"{w:.2f}", ha="center", va="center", color="black" if w > 0.6 else "white")
+            ax.set_title(f"level {level}")
+            ax.set_xticks([0, 1, 2], ["-1", "0", "+1"])
+            ax.set_yticks([0, 1, 2], ["-1", "0", "+1"])
+        title(fig, f"attention of cell ({cy}, {cx}) over its 3x3 neighbours, step {steps}")
+        fig.tight_layout()
+        figs["attention"] = fig
 
-    cy, cx = cell if cell is not None else (g // 2, g // 2)
-    fig, axes = plt.subplots(1, levels - 1, figsize=(2.6 * (levels - 1), 2.8), squeeze=False)
-    for level in range(1, levels):
-        ax = axes[0, level - 1]
-        weights = attention[-1, cy, cx, level - 1].reshape(3, 3)
-        ax.imshow(weights, vmin=0, vmax=max(weights.max(), 1 / 9 + 1e-3), cmap="magma")
-        for (i, j), w in np.ndenumerate(weights):
-            ax.text(j, i, f"{w:.2f}", ha="center", va="center", color="cyan", fontsize=8)
-        ax.set_title(f"level {level}")
-        ax.set_xticks([0, 1, 2], ["-1", "0", "+1"])
-        ax.set_yticks([0, 1, 2], ["-1", "0", "+1"])
-    fig.suptitle(f"same-level attention of cell ({cy}, {cx}) over its 3x3 neighbours, step {steps}")
-    fig.tight_layout()
-    figs["attention"] = fig
-
-    curves = settling_curves(model, batch)
-    t = np.arange(steps + 1)
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
-    axes[0].plot(t, curves["agreement"], label="all cells")
-    axes[0].plot(t, curves["agreement_digit"], label="digit cells")
-    axes[0].set(title="top-level agreement", xlabel="time step", ylabel="fraction voting for the answer")
-    sim_t, isl_t = np.array(curves["similarity"]), np.array(curves["islands"])
-    for level in range(1, levels):
-        axes[1].plot(t, sim_t[:, level], label=f"level {level}")
-        axes[2].plot(t, isl_t[:, level], label=f"level {level}")
-    axes[1].set(title="neighbour similarity", xlabel="time step", ylabel="mean cosine")
-    axes[2].set(title=f"islands (similarity > {curves['threshold']})", xlabel="time step", ylabel="count")
-    for ax in axes:
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    figs["curves"] = fig
+        curves = settling_curves(model, batch)
+        t = np.arange(steps + 1)
+        fig, axes = plt.subplots(2, 2, figsize=(5.0, 5.2), sharex=True)
+        axes = axes.ravel()
+        axes[0].plot(t, curves["agreement"], label="all cells", color="black")
+        axes[0].plot(t, curves["agreement_digit"], label="object cells", color="black", linestyle="--")
+        axes[0].set(title=f"cells voting for {answer}")
+        axes[0].legend(fontsize=9)
+        for key, ax, what in (
+            ("similarity", axes[1], "8-neighbour cosine"),
+            ("islands", axes[2], f"islands (cosine > {curves['threshold']:g})"),
+            ("largest", axes[3], "largest island / object"),
+        ):
+            values = np.array(curves[key], dtype=float)  # (T+1, L)
+            for level in range(1, levels):
+                ax.plot(t, values[:, level], label=f"level {level}", color=f"C{level - 1}")
+            ax.set(title=what)
+        for ax in axes[2:]:
+            ax.set_xlabel("time step")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        title(fig, "settling over time steps")
+        fig.tight_layout(rect=(0, 0.06, 1, 1))
+        fig.legend(*axes[1].get_legend_handles_labels(), loc="lower center", ncol=levels - 1, frameon=False)
+        figs["curves"] = fig
     return figs, curves
 
 
@@ -169,17 +292,20 @@ def render(fig) -> bytes:
     return buffer.getvalue()
 
 
-def load_image(args, size: int) -> np.ndarray:
+def load_image(args, size: int) -> tuple[np.ndarray, int | None, str]:
+    """(image (S, S, C) in [0, 1], its label or None, its name for the figures' titles)."""
     if args.image:
         from glom_tf.images import prepare_image
 
-        return prepare_image(args.image, size)[..., None].astype(np.float32) / 255.0
+        image = prepare_image(args.image, size)[..., None].astype(np.float32) / 255.0
+        return image, None, os.path.basename(args.image)
     from training import data
 
     arrays = data.load_arrays(args.dataset, args.split, args.data_dir)
     if not 0 <= args.index < len(arrays.labels):
         raise UserError(f"--index {args.index} out of range 0..{len(arrays.labels) - 1}")
-    return arrays.images[args.index].astype(np.float32) / 255.0
+    image = arrays.images[args.index].astype(np.float32) / 255.0
+    return image, int(arrays.labels[args.index]), f"{args.dataset} {args.split} #{args.index}"
 
 
 def main(argv=None) -> int:
@@ -194,10 +320,10 @@ def main(argv=None) -> int:
     p.add_argument("--cell", type=int, nargs=2, metavar=("ROW", "COL"), help="cell for the attention plot")
     args = p.parse_args(argv)
     model = load_glom_model(args.model)
-    image = load_image(args, model.image_size)
+    image, label, name = load_image(args, model.image_size)
     if args.cell and not all(0 <= c < model.grid for c in args.cell):
         raise UserError(f"--cell must be in 0..{model.grid - 1}")
-    figs, curves = figures(model, image, tuple(args.cell) if args.cell else None)
+    figs, curves = figures(model, image, tuple(args.cell) if args.cell else None, label, name)
     os.makedirs(args.out, exist_ok=True)
     for name, fig in figs.items():
         path = os.path.join(args.out, f"{name}.png")
