@@ -148,3 +148,22 @@ def settling_curves(model, images: np.ndarray, threshold: float | None = None) -
         .tolist(),
         "threshold": threshold,
     }
+
+
+def parse_tree(labels: list[np.ndarray]) -> list[dict[int, int]]:
+    """The part-whole tree read off the islands of one image.
+
+    labels: per level (bottom first) an (H, W) array of island labels (-1 off the object).
+    Returns, per level l, {island at l: its parent island at level l+1}, the parent being the
+    island of level l+1 that covers most of its cells (the top level's dict is empty).
+    """
+    tree = []
+    for below, above in zip(labels[:-1], labels[1:]):
+        parents = {}
+        for island in range(int(below.max()) + 1):
+            covering = above[below == island]
+            covering = covering[covering >= 0]
+            if covering.size:
+                parents[island] = int(np.bincount(covering).argmax())
+        tree.append(parents)
+    return tree + [{}]

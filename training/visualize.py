@@ -241,20 +241,24 @@ def figures(
         figs["votes"] = fig
 
         cy, cx = cell if cell is not None else (g // 2, g // 2)
+        side = int(round(attention.shape[-1] ** 0.5))  # 2 * radius + 1
+        offsets = [f"{o:+d}" if o else "0" for o in range(-(side // 2), side // 2 + 1)]
         width = max(1.55 * (levels - 1) + 0.5, 4.8)
         fig, axes = plt.subplots(1, levels - 1, figsize=(width, 2.6), squeeze=False)
         for level in range(1, levels):
             ax = axes[0, level - 1]
-            weights = attention[-1, cy, cx, level - 1].reshape(3, 3)
+            weights = attention[-1, cy, cx, level - 1].reshape(side, side)
             ax.imshow(weights, vmin=0, vmax=1, cmap="magma")
             for (i, j), w in np.ndenumerate(weights):
                 ax.text(j, i, f"{w:.2f}", ha="center", va="center", color="black" if w > 0.6 else "white")
             ax.set_title(f"level {level}")
-            ax.set_xticks([0, 1, 2], ["-1", "0", "+1"])
-            ax.set_yticks([0, 1, 2], ["-1", "0", "+1"])
-        title(fig, f"attention of cell ({cy}, {cx}) over its 3x3 neighbours, step {steps}")
+            ax.set_xticks(range(side), offsets)
+            ax.set_yticks(range(side), offsets)
+        title(fig, f"attention of cell ({cy}, {cx}) over its {side}x{side} neighbours, step {steps}")
         fig.tight_layout()
         figs["attention"] = fig
+
+        figs.update(parse_figures(model, image, states, shown, title))
 
         curves = settling_curves(model, batch)
         t = np.arange(steps + 1)
@@ -281,6 +285,81 @@ def figures(
         fig.legend(*axes[1].get_legend_handles_labels(), loc="lower center", ncol=levels - 1, frameon=False)
         figs["curves"] = fig
     return figs, curves
+
+
+def parse_figures(model, image: np.ndarray, states: np.ndarray, shown: list[int], title) -> dict:
+    """`islands`: each updated level's islands (one colour per island, the object outlined) at
+    the `shown` steps; `parse`: the part-whole tree at the last step, each island of a level
+    joined to the island of the level above that covers most of it (glom_tf.islands.parse_tree).
+    states (T+1, h, w, L, D)."""
+    from glom_tf.islands import island_labels, object_mask, parse_tree
+
+    plt = _matplotlib()
+    palette = plt.get_cmap("tab20")
+    mask = object_mask(image[None], model.grid)[0]  # (h, w)
+    levels = states.shape[3]
+    labels = {
+        (t, level): island_labels(states[t, :, :, level], mask, model.island_threshold)
+        for t in shown
+        for level in range(1, levels)
+    }
+
+    def paint(lab):
+        rgb = np.full(lab.shape + (3,), 0.92)
+        for island in range(int(lab.max()) + 1):
+            rgb[lab == island] = palette(island % 20)[:3]
+        return rgb
+
+    figs = {}
+    size = (1.15 * len(shown) + 0.6, 1.2 * (levels - 1) + 0.9)
+    fig, axes = plt.subplots(levels - 1, len(shown), figsize=size, squeeze=False)
+    for level in range(1, levels):
+        row = levels - 1 - level
+        for j, t in enumerate(shown):
+            ax = axes[row, j]
+            lab = labels[(t, level)]
+            ax.imshow(paint(lab), interpolation="nearest")
+            g = mask.shape[0]  # the outline follows the cells' edges
+            fine = np.kron(mask.astype(float), np.ones((8, 8)))
+            ax.contour(fine, levels=[0.5], colors="black", linewidths=1.2, origin="upper",
+                       extent=(-0.5, g - 0.5, g - 0.5, -0.5))  # fmt: skip
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j == 0:
+                ax.set_ylabel(f"level {level}")
+            ax.set_title(
+                f"step {t}: {int(lab.max()) + 1}" if row == 0 else f"{int(lab.max()) + 1}", fontsize=9
+            )
+    title(fig, f"islands (cosine > {model.island_threshold:g}) over the object; count per panel")
+    fig.tight_layout()
+    figs["islands"] = fig
+
+    final = [labels[(shown[-1], level)] for level in range(1, levels)]
+    tree = parse_tree(final)
+    fig, ax = plt.subplots(figsize=(5.0, 1.1 * (levels - 1) + 1.0))
+    positions = {}
+    for row, lab in enumerate(final):  # level row + 1, bottom first
+        count = int(lab.max()) + 1
+        for island in range(count):
+            x = (island + 0.5) / max(count, 1)
+            positions[(row, island)] = (x, row)
+            size = int((lab == island).sum())
+            ax.scatter([x], [row], s=80 + 40 * size, color=palette(island % 20), edgecolor="black", zorder=3)
+            ax.text(x, row, str(size), ha="center", va="center", fontsize=8, zorder=4)
+    for row, parents in enumerate(tree[:-1]):
+        for island, parent in parents.items():
+            (x0, y0), (x1, y1) = positions[(row, island)], positions[(row + 1, parent)]
+            ax.plot([x0, x1], [y0, y1], color="grey", zorder=1)
+    ax.set_yticks(range(levels - 1), [f"level {level}" for level in range(1, levels)])
+    ax.set_xticks([])
+    ax.set_xlim(0, 1)
+    ax.set_ylim(-0.6, levels - 1.4)
+    for side in ("top", "right", "bottom"):
+        ax.spines[side].set_visible(False)
+    title(fig, f"parse tree, step {shown[-1]}: islands (size in cells), each under its parent")
+    fig.tight_layout()
+    figs["parse"] = fig
+    return figs
 
 
 def render(fig) -> bytes:
