@@ -11,6 +11,7 @@ from glom_tf.islands import (
     level_figures,
     neighbour_similarity,
     object_mask,
+    parse_tree,
     settling_curves,
 )
 from glom_tf.readout import readout
@@ -167,6 +168,21 @@ class IslandsTest(GlomTestCase):
         self.assertAllClose(curves["agreement_digit"][-1], float(np.mean(digit)), atol=1e-6)
 
 
+class ParseTreeTest(GlomTestCase):
+    def test_each_island_hangs_under_the_island_above_covering_most_of_it(self):
+        off = -1
+        level1 = np.array([[0, 0, 1, 1], [2, 2, 3, 3], [off, off, off, off], [4, 4, 4, off]])
+        level2 = np.array([[0, 0, 0, 1], [1, 1, 1, 1], [off, off, off, off], [1, 1, 1, off]])
+        level3 = np.array([[0, 0, 0, 0], [0, 0, 0, 0], [off, off, off, off], [0, 0, 0, off]])
+        tree = parse_tree([level1, level2, level3])
+        # Level-1 island 1 covers cells (0,2) -> 0 and (0,3) -> 1: a tie goes to the lower label.
+        self.assertEqual(tree[0], {0: 0, 1: 0, 2: 1, 3: 1, 4: 1})
+        self.assertEqual(tree[1], {0: 0, 1: 0})
+        self.assertEqual(tree[2], {})
+        # An island whose cells lie off the level above's object has no parent.
+        self.assertEqual(parse_tree([np.array([[0, off]]), np.array([[off, 0]])])[0], {})
+
+
 class VisualizeCliTest(GlomTestCase):
     def setUp(self):
         super().setUp()
@@ -185,7 +201,7 @@ class VisualizeCliTest(GlomTestCase):
             cwd=REPO, capture_output=True, text=True, timeout=300,
         )  # fmt: skip
         self.assertEqual(run.returncode, 0, run.stderr[-3000:])
-        for name in ("input", "levels", "similarity", "votes", "attention", "curves"):
+        for name in ("input", "levels", "similarity", "votes", "attention", "curves", "islands", "parse"):
             with open(os.path.join(out, f"{name}.png"), "rb") as f:
                 self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n", name)
         bad = subprocess.run(
