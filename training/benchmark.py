@@ -124,7 +124,7 @@ def benchmark(config: Config, batch_size: int, steps: int, mode: str, precision:
 
 
 def main(argv=None) -> int:
-    from glom_tf.config import get_preset
+    from glom_tf.presets import get_preset
 
     p = ArgumentParser(prog="python -m training.benchmark", description=__doc__.splitlines()[0])
     p.add_argument("--preset", default="seed")
