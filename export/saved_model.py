@@ -4,29 +4,54 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 
 from glom_tf.cli import ArgumentParser, UserError, load_glom_model, run
 
 
+def _check_target(out: str, version: int, overwrite: bool) -> str:
+    """DIR/N, or a UserError: DIR is a file, DIR/N exists (without --overwrite), bad version."""
+    if version < 1:
+        raise UserError("--version must be >= 1")
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UserError(f"--out {out}: exists and is not a directory")
+    parent = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(parent):
+        raise UserError(f"--out {out}: no directory {parent}")
+    target = os.path.join(out, str(version))
+    if os.path.exists(target) and not overwrite:
+        raise UserError(f"{target} exists; pass --overwrite or another --version")
+    return target
+
+
 def export_saved_model(model, out: str, version: int = 1, overwrite: bool = False) -> str:
-    """Writes `out/version` with the `serving_default` signature; returns that path."""
+    """Writes `out/version` with the `serving_default` signature; returns that path.
+
+    Written to a temporary directory beside it and renamed; on failure nothing is left
+    behind (not even `out`, when this call created it).
+    """
     import tensorflow as tf
 
     from export.serving import ServingModule
 
-    target = os.path.join(out, str(version))
-    if os.path.exists(target):
-        if not overwrite:
-            raise UserError(f"{target} exists; pass --overwrite or another --version")
+    target = _check_target(out, version, overwrite)
+    created = not os.path.exists(out)
     os.makedirs(out, exist_ok=True)
-    module = ServingModule(model)
     tmp = os.path.join(out, f".tmp-{version}-{os.getpid()}")
-    tf.saved_model.save(module, tmp, signatures={"serving_default": module.serve})
-    if os.path.exists(target):
-        shutil.rmtree(target)
-    os.replace(tmp, target)
+    try:
+        module = ServingModule(model)
+        tf.saved_model.save(module, tmp, signatures={"serving_default": module.serve})
+        if os.path.exists(target):
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if created:
+            with contextlib.suppress(OSError):
+                os.rmdir(out)  # only when empty
+        raise
     return target
 
 
@@ -37,11 +62,7 @@ def main(argv=None) -> int:
     p.add_argument("--version", type=int, default=1)
     p.add_argument("--overwrite", action="store_true")
     args = p.parse_args(argv)
-    if args.version < 1:
-        raise UserError("--version must be >= 1")
-    target = os.path.join(args.out, str(args.version))
-    if os.path.exists(target) and not args.overwrite:
-        raise UserError(f"{target} exists; pass --overwrite or another --version")
+    _check_target(args.out, args.version, args.overwrite)  # before the model is loaded
     model = load_glom_model(args.model)
     print(f"wrote {export_saved_model(model, args.out, args.version, args.overwrite)}")
     return 0

@@ -1,12 +1,12 @@
 """Export a .keras model to TFLite (builtin ops only, runs in the stock LiteRT interpreter):
-`python -m export.tflite --model M.keras --out FILE.tflite [--quantize none|dynamic|float16]`.
+`python -m export.tflite --model M.keras --out FILE.tflite [--quantize none|dynamic|float16] [--overwrite]`.
 """
 
 from __future__ import annotations
 
 import os
 
-from glom_tf.cli import ArgumentParser, load_glom_model, run
+from glom_tf.cli import ArgumentParser, UserError, load_glom_model, run, write_atomic
 
 QUANTIZE = ("none", "dynamic", "float16")
 
@@ -40,18 +40,31 @@ def convert(model, quantize: str = "none") -> bytes:
     return converter.convert()
 
 
+def check_out(out: str, model_path: str, overwrite: bool) -> None:
+    """Refuses an --out that is a directory, is in a missing directory, is the source model,
+    or exists (without --overwrite). Checked before the conversion."""
+    if os.path.isdir(out):
+        raise UserError(f"--out {out}: is a directory; name a .tflite file")
+    parent = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(parent):
+        raise UserError(f"--out {out}: no directory {parent}")
+    if os.path.exists(out) and os.path.realpath(out) == os.path.realpath(model_path):
+        raise UserError(f"--out {out}: is the source model")
+    if os.path.exists(out) and not overwrite:
+        raise UserError(f"--out {out}: exists; pass --overwrite to replace it")
+
+
 def main(argv=None) -> int:
     p = ArgumentParser(prog="python -m export.tflite", description=__doc__.splitlines()[0])
     p.add_argument("--model", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--quantize", default="none", choices=QUANTIZE)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     args = p.parse_args(argv)
+    check_out(args.out, args.model, args.overwrite)
     model = load_glom_model(args.model)
     flatbuffer = convert(model, args.quantize)
-    tmp = f"{args.out}.tmp{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(flatbuffer)
-    os.replace(tmp, args.out)
+    write_atomic(args.out, flatbuffer)  # a temporary file beside it and a rename
     print(f"wrote {args.out} ({len(flatbuffer) / 1024:.0f} KiB, quantize={args.quantize})")
     return 0
 

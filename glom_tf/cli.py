@@ -117,6 +117,13 @@ def _parse(key: str, text: str, current: Any) -> Any:
         raise ConfigError(f"{key} expects a finite {kind}, got {text!r}") from None
 
 
+def _umask_mode() -> int:
+    """The mode a plain `open(path, "w")` would give a new file (mkstemp's is 0600)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def write_atomic(path: str, data: str | bytes) -> None:
     """Writes `data` to `path` through a temporary file in the same directory and a rename."""
     directory = os.path.dirname(path) or "."
@@ -126,6 +133,7 @@ def write_atomic(path: str, data: str | bytes) -> None:
             f.write(data.encode() if isinstance(data, str) else data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _umask_mode())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -140,6 +148,7 @@ def save_model_atomic(model, path: str) -> None:
     os.close(fd)
     try:
         model.save(tmp)
+        os.chmod(tmp, _umask_mode())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

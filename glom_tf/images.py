@@ -7,30 +7,51 @@ import numpy as np
 from glom_tf.cli import UserError
 
 DIGIT_BOX = 20  # MNIST: digits fit a 20x20 box inside the 28x28 frame
+MIN_CONTRAST = 32.0  # grey levels between the ink and the background; less is "no digit found"
+
+
+def _greyscale(image) -> np.ndarray:
+    """A PIL image -> (H, W) float32 grey levels. Transparent pixels become the background:
+    the colour that contrasts with the opaque pixels (black behind light ink, white behind
+    dark ink), so white ink on a transparent background stays readable."""
+    from PIL import Image
+
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        alpha = np.asarray(rgba.getchannel("A"), np.float32)
+        ink = np.asarray(rgba.convert("L"), np.float32)
+        opaque = alpha > 127
+        light_ink = opaque.any() and ink[opaque].mean() > 127
+        background = (0, 0, 0, 255) if light_ink else (255, 255, 255, 255)
+        image = Image.alpha_composite(Image.new("RGBA", rgba.size, background), rgba)
+    return np.asarray(image.convert("L"), dtype=np.float32)
 
 
 def prepare_image(path: str, size: int = 28) -> np.ndarray:
-    """A file -> (size, size) uint8, white digit on black, MNIST-style. Raises UserError."""
+    """A file -> (size, size) uint8, white digit on black, MNIST-style.
+
+    Raises UserError for a file that is not a readable image, and for an image without a
+    digit (blank, or too little contrast): the model would still answer with a class.
+    """
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as image:
             image.load()
-            if image.mode in ("RGBA", "LA", "P"):
-                image = image.convert("RGBA")
-                white = Image.new("RGBA", image.size, (255, 255, 255, 255))
-                image = Image.alpha_composite(white, image)
-            grey = np.asarray(image.convert("L"), dtype=np.float32)
+            grey = _greyscale(image)
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise UserError(f"{path}: not a readable image ({type(e).__name__})") from None
     border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
     if border.mean() > 127:  # a dark digit on a bright background
         grey = 255.0 - grey
+    if float(grey.max() - grey.min()) < MIN_CONTRAST:
+        raise UserError(
+            f"{path}: no digit found (a blank image: grey levels {grey.min():.0f}..{grey.max():.0f})"
+        )
     if grey.shape == (size, size):
         return grey.astype(np.uint8)
-    mask = grey > 0.2 * grey.max() if grey.max() > 0 else np.zeros_like(grey, bool)
-    if not mask.any():
-        return np.zeros((size, size), np.uint8)
+    grey = grey - grey.min()
+    mask = grey > 0.2 * grey.max()
     rows, cols = np.where(mask)
     crop = grey[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
     box = DIGIT_BOX * size // 28

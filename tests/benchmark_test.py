@@ -1,10 +1,10 @@
 import json
-import os
 import subprocess
 import sys
 
 import glom_tf
 from tests.test_case import REPO, GlomTestCase
+from tests.training_test import user_env
 from training.benchmark import forward_flops
 
 
@@ -20,7 +20,7 @@ class BenchmarkTest(GlomTestCase):
             run = subprocess.run(
                 [sys.executable, "-m", "training.benchmark", "--preset", "tiny", "--batch-size", "4",
                  "--steps", "2", "--mode", mode],
-                cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO), capture_output=True, text=True, timeout=300,
+                cwd=REPO, env=user_env(), capture_output=True, text=True, timeout=300,
             )  # fmt: skip
             self.assertEqual(run.returncode, 0, run.stderr[-2000:])
             result = json.loads(run.stdout.strip().splitlines()[-1])

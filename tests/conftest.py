@@ -1,8 +1,8 @@
-"""pytest hooks: tf.test.TestCase's inherited `test_session` is not a test."""
+"""pytest hooks: tf.test.TestCase's inherited `test_session` is not a test.
 
-import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+Nothing here sets TensorFlow's environment (TF_CPP_MIN_LOG_LEVEL): the tests run as the
+README's command runs them, and the command-line tests strip it from their subprocesses.
+"""
 
 
 def pytest_collection_modifyitems(config, items):

@@ -9,8 +9,9 @@ import sys
 import keras
 import numpy as np
 
-import glom_tf  # noqa: F401  (registers the model classes for loading)
+import glom_tf.model  # noqa: F401  (registers the model classes for loading)
 from tests.test_case import MNIST_DIR, REPO, GlomTestCase
+from tests.training_test import user_env
 
 FIT = (
     "import os, sys, json\n"
@@ -46,7 +47,7 @@ class DistributeTest(GlomTestCase):
 
     def fit(self, workdir, strategy, env=None, wait=True, learning_rate=1e-6):
         cmd = [sys.executable, "-c", FIT, workdir, MNIST_DIR, strategy, str(learning_rate)]
-        env = dict(os.environ, PYTHONPATH=REPO, **(env or {}))
+        env = user_env(**(env or {}))
         if wait:
             return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
         return subprocess.Popen(

@@ -1,4 +1,5 @@
-"""SavedModel and TFLite exports give the Keras model's answers on 1,000 real MNIST digits."""
+"""SavedModel and TFLite exports give the Keras model's answers on 1,000 real MNIST digits,
+and refuse what they cannot answer (wrong dtype, values, size or channels; blank images)."""
 
 import json
 import os
@@ -11,11 +12,12 @@ import numpy as np
 import tensorflow as tf
 
 import glom_tf
-from export.predict import prepare_image
 from export.saved_model import export_saved_model
-from export.serving import outputs
 from export.tflite import convert
+from glom_tf.images import prepare_image
 from tests.test_case import REPO, GlomTestCase, mnist_digits
+from tests.training_test import call_main, cli, one_line_error, plain_keras_model
+from training.recipe import compile_model
 
 _ARTIFACTS = {}
 
@@ -26,7 +28,7 @@ def artifacts():
         tmp = tempfile.mkdtemp()
         keras.utils.set_random_seed(0)
         config = glom_tf.get_preset("small").with_overrides(steps=3, learning_rate=0.01)  # mean readout
-        model = glom_tf.compile_model(glom_tf.build_model(config), config)
+        model = compile_model(glom_tf.build_model(config), config)
         x, y = mnist_digits(2000)
         model.fit(x, y, batch_size=50, epochs=4, verbose=0)  # about 54% on the test digits
         keras_path = os.path.join(tmp, "model.keras")
@@ -39,12 +41,25 @@ def artifacts():
                 f.write(convert(model, q))
         test_x, test_y = mnist_digits(1000, split="test")
         images = np.round(test_x * 255).astype(np.uint8)  # (N, 28, 28, 1)
-        reference = {k: np.asarray(v) for k, v in outputs(model, tf.constant(images)).items()}
+        reference = numpy_reference(model, images)
         _ARTIFACTS.update(
             tmp=tmp, model=model, keras=keras_path, saved=saved, tflite=files, images=images,
             labels=test_y, reference=reference,
         )  # fmt: skip
     return _ARTIFACTS
+
+
+def numpy_reference(model, images):
+    """The answers from the Keras model's scores with the mean readout in numpy: independent
+    of the serving function that the exports are built from."""
+    assert model.readout == "mean"
+    scores = np.asarray(model(images.astype("float32") / 255.0, training=False), np.float64)
+    mean = scores.mean((1, 2))
+    e = np.exp(mean - mean.max(-1, keepdims=True))
+    probabilities = e / e.sum(-1, keepdims=True)
+    classes = probabilities.argmax(-1)
+    agreement = (scores.argmax(-1) == classes[:, None, None]).mean((1, 2))
+    return {"probabilities": probabilities, "classes": classes, "agreement": agreement}
 
 
 def run_tflite(path, images):
@@ -58,7 +73,7 @@ class ExportTest(GlomTestCase):
     def test_saved_model_matches_keras_on_1000_digits(self):
         a = artifacts()
         served = tf.saved_model.load(a["saved"]).signatures["serving_default"]
-        out = served(images=tf.constant(a["images"]))
+        out = served(images=a["images"])  # a uint8 array converts exactly to the float32 input
         self.assertAllEqual(out["classes"], a["reference"]["classes"])
         self.assertAllClose(out["probabilities"], a["reference"]["probabilities"], atol=1e-4)
         self.assertAllClose(out["agreement"], a["reference"]["agreement"], atol=1e-4)
@@ -69,7 +84,7 @@ class ExportTest(GlomTestCase):
         a = artifacts()
         served = tf.saved_model.load(a["saved"]).signatures["serving_default"]
         for n in (0, 1, 7):
-            out = served(images=tf.constant(a["images"][:n, :, :, 0]))  # (N, 28, 28)
+            out = served(images=a["images"][:n, :, :, 0])  # (N, 28, 28)
             self.assertEqual(tuple(out["probabilities"].shape), (n, 10))
             self.assertAllEqual(out["classes"], a["reference"]["classes"][:n])
 
@@ -80,10 +95,31 @@ class ExportTest(GlomTestCase):
             np.zeros((2, 27, 27), np.uint8),
             np.zeros((2, 28, 28, 3), np.uint8),
         ):
-            with self.assertRaises(tf.errors.InvalidArgumentError):
-                served(images=tf.constant(bad))
+            with self.assertRaisesRegex(tf.errors.InvalidArgumentError, "images must"):
+                served(images=bad)
+
+    def test_saved_model_refuses_pixels_it_would_misread(self):
+        # A uint8 signature cast these silently (0.5 -> 0, 300 -> 44): every [0, 1] digit
+        # became class 1 at p = 0.999. Now each is an error from the graph.
+        a = artifacts()
+        served = tf.saved_model.load(a["saved"]).signatures["serving_default"]
+        digits = a["images"][:4]
+        for name, bad in (
+            ("[0, 1] floats", digits.astype(np.float32) / 255.0),
+            ("binary [0, 1] image", (digits > 127).astype(np.float32)),
+            ("fractional", digits.astype(np.float64) + 0.5),
+            ("above 255", digits.astype(np.int64) + 300),
+            ("negative", digits.astype(np.float32) - 1.0),
+            ("nan", np.full((1, 28, 28), np.nan, np.float32)),
+        ):
+            with self.subTest(name), self.assertRaisesRegex(tf.errors.InvalidArgumentError, "images|pixels"):
+                served(images=bad)
         with self.assertRaises((TypeError, ValueError, tf.errors.InvalidArgumentError)):
-            served(images=tf.constant(np.zeros((2, 28, 28), np.float32)))
+            served(images=tf.constant(digits))  # a uint8 tensor: the input is float32
+        # Whole numbers 0..255 in any numeric dtype are answered as the uint8 pixels are.
+        for ok in (digits.astype(np.float32), digits.astype(np.int64), digits.tolist()):
+            out = served(images=ok)
+            self.assertAllEqual(out["classes"], a["reference"]["classes"][:4])
 
     def test_float_tflite_matches_keras_on_1000_digits(self):
         a = artifacts()
@@ -105,6 +141,19 @@ class ExportTest(GlomTestCase):
         out = run_tflite(a["tflite"]["dynamic"], a["images"])
         self.assertGreaterEqual(np.mean(out["classes"] == a["reference"]["classes"]), 0.985)
 
+    def test_tflite_refuses_wrong_shapes_and_dtype(self):
+        # The interpreter resizes its input to whatever it is given: (2, 28, 28, 3) used to
+        # give 6 answers, (2, 56, 14, 1) 2 wrong ones. Now both fail in the interpreter.
+        a = artifacts()
+        for path in (a["tflite"]["none"], a["tflite"]["dynamic"]):
+            for shape in ((2, 28, 28, 3), (2, 28, 28, 2), (2, 27, 27, 1), (2, 56, 14, 1)):
+                with self.subTest(path=os.path.basename(path), shape=shape), self.assertRaises(RuntimeError):
+                    run_tflite(path, np.zeros(shape, np.uint8))
+            with self.assertRaises(ValueError):
+                run_tflite(path, a["images"][:2].astype(np.float32))
+            out = run_tflite(path, a["images"][:3])  # and the right input still works
+            self.assertEqual(out["probabilities"].shape, (3, 10))
+
     def test_tflite_has_builtin_ops_only(self):
         from ai_edge_litert.interpreter import Interpreter
 
@@ -123,7 +172,7 @@ class ExportTest(GlomTestCase):
             "if sys.argv[2] == 'tf':\n"
             "    import tensorflow as tf\n"
             "    sig = tf.saved_model.load(sys.argv[3]).signatures['serving_default']\n"
-            "    out = sig(images=tf.constant(images))\n"
+            "    out = sig(images=images)\n"
             "else:\n"
             "    from ai_edge_litert.interpreter import Interpreter\n"
             "    run = Interpreter(model_path=sys.argv[3]).get_signature_runner('serving_default')\n"
@@ -131,7 +180,7 @@ class ExportTest(GlomTestCase):
             "assert not any(m.startswith('glom_tf') for m in sys.modules), 'imported the project'\n"
             "print(json.dumps(np.asarray(out['classes']).tolist()))\n"
         )
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH" and not k.startswith("TF_CPP_")}
         for kind, path in (("tf", a["saved"]), ("litert", a["tflite"]["none"])):
             run = subprocess.run(
                 [sys.executable, "-c", script, os.path.join(a["tmp"], "images.npy"), kind, path],
@@ -142,10 +191,6 @@ class ExportTest(GlomTestCase):
             self.assertEqual(classes, a["reference"]["classes"][:200].tolist(), kind)
 
 
-def cli(*args, cwd=REPO):
-    return subprocess.run([sys.executable, "-m", *args], cwd=cwd, capture_output=True, text=True, timeout=600)
-
-
 class ExportCliTest(GlomTestCase):
     def test_saved_model_cli_versions_and_refuses_overwrite(self):
         a = artifacts()
@@ -154,22 +199,57 @@ class ExportCliTest(GlomTestCase):
         self.assertEqual(first.returncode, 0, first.stderr)
         self.assertTrue(os.path.exists(os.path.join(out, "1", "saved_model.pb")))
         again = cli("export.saved_model", "--model", a["keras"], "--out", out)
-        self.assertEqual(again.returncode, 2)
-        self.assertEqual(len(again.stderr.strip().splitlines()), 1, again.stderr)
-        self.assertIn("exists", again.stderr)
+        one_line_error(self, again, needle="exists")
         v2 = cli("export.saved_model", "--model", a["keras"], "--out", out, "--version", "2")
         self.assertEqual(v2.returncode, 0, v2.stderr)
         self.assertTrue(os.path.exists(os.path.join(out, "2", "saved_model.pb")))
+        self.assertEqual(sorted(os.listdir(out)), ["1", "2"])  # no temporary directory left
 
-    def test_tflite_cli_and_bad_model(self):
+    def test_saved_model_cli_refuses_what_it_cannot_export(self):
+        from export.saved_model import main
+
+        tmp = self.get_temp_dir()
+        plain = plain_keras_model(os.path.join(tmp, "plain.keras"))
+        out = os.path.join(tmp, "served")
+        one_line_error(self, call_main(main, "--model", plain, "--out", out), needle="not a GLOM model")
+        self.assertFalse(os.path.exists(out))  # no empty directory left behind
+        one_line_error(self, call_main(main, "--model", plain, "--out", plain), needle="not a directory")
+        missing = os.path.join(tmp, "no", "such", "dir")
+        one_line_error(self, call_main(main, "--model", plain, "--out", missing), needle="no directory")
+        one_line_error(
+            self, call_main(main, "--model", plain, "--out", out, "--version", "0"), needle="version"
+        )
+
+    def test_tflite_cli_refuses_to_overwrite_and_bad_models(self):
+        from export.tflite import main
+
         a = artifacts()
-        out = os.path.join(self.get_temp_dir(), "m.tflite")
+        tmp = self.get_temp_dir()
+        out = os.path.join(tmp, "m.tflite")
         run = cli("export.tflite", "--model", a["keras"], "--out", out, "--quantize", "dynamic")
         self.assertEqual(run.returncode, 0, run.stderr)
-        self.assertGreater(os.path.getsize(out), 1000)
-        bad = cli("export.tflite", "--model", os.path.join(REPO, "README.md"), "--out", out)
-        self.assertEqual(bad.returncode, 2)
-        self.assertEqual(len(bad.stderr.strip().splitlines()), 1, bad.stderr)
+        dynamic = open(out, "rb").read()
+        self.assertGreater(len(dynamic), 1000)
+        # An existing file, the source model, a directory: refused before converting, untouched.
+        one_line_error(self, call_main(main, "--model", a["keras"], "--out", out), needle="--overwrite")
+        self.assertEqual(open(out, "rb").read(), dynamic)
+        source = open(a["keras"], "rb").read()
+        run = call_main(main, "--model", a["keras"], "--out", a["keras"], "--overwrite")
+        one_line_error(self, run, needle="source model")
+        self.assertEqual(open(a["keras"], "rb").read(), source)
+        folder = os.path.join(tmp, "folder.tflite")
+        os.makedirs(folder, exist_ok=True)
+        one_line_error(self, call_main(main, "--model", a["keras"], "--out", folder), needle="is a directory")
+        self.assertEqual(os.listdir(folder), [])
+        missing = os.path.join(tmp, "no_dir", "m.tflite")
+        one_line_error(self, call_main(main, "--model", a["keras"], "--out", missing), needle="no directory")
+        readme = os.path.join(REPO, "README.md")
+        one_line_error(self, call_main(main, "--model", readme, "--out", os.path.join(tmp, "r.tflite")))
+        # --overwrite replaces it (atomically: no temporary file stays beside it).
+        run = call_main(main, "--model", a["keras"], "--out", out, "--overwrite")
+        self.assertEqual(run.returncode, 0, run.stderr)
+        self.assertNotEqual(open(out, "rb").read(), dynamic)  # the float file is larger
+        self.assertEqual(sorted(os.listdir(tmp)), ["folder.tflite", "m.tflite"])
 
     def test_predict_on_image_files(self):
         from PIL import Image
@@ -177,26 +257,44 @@ class ExportCliTest(GlomTestCase):
         a = artifacts()
         tmp = self.get_temp_dir()
         digit = a["images"][0, :, :, 0]
-        paths = {
+        ink = np.zeros((28, 28, 4), np.uint8)
+        ink[..., 3] = digit  # the digit only in the alpha channel
+        white_ink = ink.copy()
+        white_ink[..., :3] = 255
+        images = {
             "plain.png": Image.fromarray(digit),
             # A dark digit on white paper, larger and in colour: inverted and fitted to 28x28.
             "scan.jpg": Image.fromarray(255 - np.kron(digit, np.ones((4, 4), np.uint8))).convert("RGB"),
+            # White ink, then black ink, on a transparent background.
+            "white_on_clear.png": Image.fromarray(white_ink, "RGBA"),
+            "dark_on_clear.png": Image.fromarray(ink, "RGBA"),
+            # No digit at all: a white page, a black one, a clear one.
+            "blank.png": Image.new("L", (40, 30), 255),
+            "black.png": Image.new("RGB", (28, 28)),
+            "clear.png": Image.new("RGBA", (64, 64), (255, 255, 255, 0)),
         }
-        for name, image in paths.items():
+        for name, image in images.items():
             image.save(os.path.join(tmp, name))
         with open(os.path.join(tmp, "notes.txt"), "w") as f:
             f.write("not an image")
-        files = [os.path.join(tmp, n) for n in ("plain.png", "notes.txt", "scan.jpg")]
+        names = ["plain.png", "notes.txt", "blank.png", "scan.jpg", "white_on_clear.png", "black.png",
+                 "dark_on_clear.png", "clear.png"]  # fmt: skip
+        files = [os.path.join(tmp, n) for n in names]
+        classified = [files[i] for i in (0, 3, 4, 6)]
         expected = int(a["reference"]["classes"][0])
         for model in (a["keras"], a["saved"], a["tflite"]["none"]):
             run = cli("export.predict", model, *files, "--json")
-            self.assertEqual(run.returncode, 2, run.stderr)  # the text file fails...
-            self.assertEqual(len(run.stderr.strip().splitlines()), 1, run.stderr)
-            self.assertIn("notes.txt", run.stderr)
-            results = json.loads(run.stdout)  # ...and the two images are still classified
-            self.assertEqual([r["image"] for r in results], [files[0], files[2]])
-            self.assertEqual(results[0]["class"], expected)
-            self.assertEqual(results[1]["class"], expected)
+            self.assertEqual(run.returncode, 2, run.stderr)  # the text file and the blanks fail...
+            lines = run.stderr.strip().splitlines()
+            self.assertEqual(len(lines), 4, run.stderr)  # one line each
+            self.assertTrue(all(line.startswith("error: ") for line in lines), lines)
+            self.assertIn("notes.txt", lines[0])
+            for line, name in zip(lines[1:], ("blank.png", "black.png", "clear.png")):
+                self.assertIn(name, line)
+                self.assertIn("no digit found", line)
+            results = json.loads(run.stdout)  # ...and the digits are still classified
+            self.assertEqual([r["image"] for r in results], classified)
+            self.assertEqual([r["class"] for r in results], [expected] * 4, model)
             self.assertTrue(0 < results[0]["probability"] <= 1 and 0 < results[0]["agreement"] <= 1)
 
     def test_prepare_image_rule(self):

@@ -2,10 +2,10 @@
 
 import os
 
-import keras
 import numpy as np
 import tensorflow as tf
 
+from glom_tf.cli import load_glom_model
 from tests.test_case import REPO, GlomTestCase, mnist_digits
 from training.metrics import readout_figures
 
@@ -18,7 +18,7 @@ FASHION_DIR = os.environ.get("GLOM_FASHION_DIR", "/usr/share/datasets/fashion-mn
 
 def _accuracy(model_path: str, images: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     """(vote, mean) accuracy through the evaluation code (`training.metrics.readout_figures`)."""
-    model = keras.saving.load_model(model_path)
+    model = load_glom_model(model_path)
     ds = tf.data.Dataset.from_tensor_slices((images, labels.astype("int32"))).batch(250)
     figures = readout_figures(model, ds, model.num_classes)
     return figures["accuracy_vote"], figures["accuracy_mean"]

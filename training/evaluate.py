@@ -1,13 +1,15 @@
 """Evaluate a trained model: `python -m training.evaluate --model M.keras --dataset mnist --split test`.
 
-Prints and writes JSON: accuracy for both readouts, per-class accuracy, the confusion
-matrix, mean agreement, number of images and seconds.
+Prints JSON on stdout: accuracy for both readouts, per-class accuracy, the confusion matrix,
+mean agreement, number of images and seconds, and the islands curves; a summary goes to
+stderr. Writes a file only with `--out FILE` (an existing file only with --overwrite).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 
 from glom_tf.cli import ArgumentParser, UserError, load_glom_model, run, write_atomic
 
@@ -20,16 +22,34 @@ def parse_args(argv=None):
     p.add_argument("--dataset", default="mnist")
     p.add_argument("--split", default="test", choices=["train", "test"])
     p.add_argument("--data-dir", help="directory holding the four IDX files")
-    p.add_argument("--limit", type=int, default=0, help="evaluate the first N images only")
+    p.add_argument("--limit", type=int, default=0, help="evaluate the first N images only (0: all)")
     p.add_argument("--batch-size", type=int, default=250)
-    p.add_argument("--out", help="JSON output path (default: beside the model)")
+    p.add_argument("--out", help="also write the JSON to this file")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     return p.parse_args(argv)
+
+
+def check_args(args) -> None:
+    """Refuses bad numbers and an --out that cannot be written, before any work."""
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.limit < 0:
+        raise UserError(f"--limit must be >= 0 (0: every image), got {args.limit}")
+    if args.out:
+        if os.path.isdir(args.out):
+            raise UserError(f"--out {args.out}: is a directory; name a .json file")
+        parent = os.path.dirname(os.path.abspath(args.out))
+        if not os.path.isdir(parent):
+            raise UserError(f"--out {args.out}: no directory {parent}")
+        if os.path.exists(args.out) and not args.overwrite:
+            raise UserError(f"--out {args.out}: exists; pass --overwrite to replace it")
 
 
 def evaluate(model_path: str, dataset: str, split: str, data_dir=None, limit: int = 0, batch_size: int = 250):
     """Readout figures of the model at `model_path` on a dataset split."""
-    if not os.path.isfile(model_path):
-        raise UserError(f"--model {model_path}: no such file")
+    if batch_size < 1 or limit < 0:
+        raise UserError(f"batch_size must be >= 1 and limit >= 0, got {batch_size} and {limit}")
+    model = load_glom_model(model_path)  # a missing or foreign file fails before the data is read
     from training import data
 
     arrays = data.load_arrays(dataset, split, data_dir)
@@ -40,7 +60,6 @@ def evaluate(model_path: str, dataset: str, split: str, data_dir=None, limit: in
     from glom_tf.islands import settling_curves
     from training.metrics import readout_figures
 
-    model = load_glom_model(model_path)
     ds = data.make_dataset(arrays, batch_size, model.image_size)
     figures = readout_figures(model, ds, arrays.num_classes)
     # Islands and settling over time steps, on the first images (the curves are per step).
@@ -53,21 +72,21 @@ def evaluate(model_path: str, dataset: str, split: str, data_dir=None, limit: in
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    check_args(args)
     figures = evaluate(args.model, args.dataset, args.split, args.data_dir, args.limit, args.batch_size)
-    out = args.out or os.path.join(
-        os.path.dirname(args.model) or ".", f"eval_{args.dataset}_{args.split}.json"
-    )
-    write_atomic(out, json.dumps(figures, indent=2) + "\n")
-    print(json.dumps({k: v for k, v in figures.items() if k not in ("confusion_matrix", "islands")}))
+    text = json.dumps(figures, indent=2) + "\n"
+    if args.out:
+        write_atomic(args.out, text)
+    sys.stdout.write(text)
     curves = figures["islands"]
     print(
-        "agreement by time step (digit cells): "
+        f"accuracy {figures['accuracy_vote']:.4f} (vote) {figures['accuracy_mean']:.4f} (mean) on "
+        f"{figures['images']} images; agreement by time step (digit cells): "
         + " ".join(f"{a:.3f}" for a in curves["agreement_digit"])
         + "; top-level neighbour similarity: "
         + " ".join(f"{s[-1]:.2f}" for s in curves["similarity"])
-    )
-    print(
-        f"accuracy {figures['accuracy_vote']:.4f} (vote) {figures['accuracy_mean']:.4f} (mean); wrote {out}"
+        + (f"; wrote {args.out}" if args.out else ""),
+        file=sys.stderr,
     )
     return 0
 

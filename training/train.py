@@ -56,16 +56,22 @@ def locked_workdir(paths: Paths):
     """Holds an exclusive lock on the workdir; a second training.fit on it is refused."""
     if os.path.exists(paths.workdir) and not os.path.isdir(paths.workdir):
         raise UserError(f"--workdir {paths.workdir}: exists and is not a directory")
-    os.makedirs(paths.checkpoints, exist_ok=True)
+    try:
+        os.makedirs(paths.checkpoints, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"--workdir {paths.workdir}: cannot be created ({e.strerror})") from None
     with open(paths.lock, "a+") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             raise UserError(f"{paths.workdir} is in use by another training.fit process") from None
-        # Temporary files of a process killed while writing (ours are named .NAME.XXXX.tmp*).
-        for stale in glob.glob(os.path.join(paths.workdir, "**", ".*.tmp*"), recursive=True):
+        # Temporary files of a process killed while writing: ours are named .NAME.XXXX.tmp*,
+        # those of earlier versions checkpoints/last.tmpPID.keras.
+        stale = glob.glob(os.path.join(paths.workdir, "**", ".*.tmp*"), recursive=True)
+        stale += glob.glob(os.path.join(paths.checkpoints, "last.tmp*.keras"))
+        for path in stale:
             with contextlib.suppress(OSError):
-                os.remove(stale)
+                os.remove(path)
         yield
 
 
@@ -157,14 +163,21 @@ def fit(
     if config.validation_size == 0:
         raise UserError("validation_size must be > 0 for training")
     paths = Paths(workdir)
-    if os.path.exists(workdir) and not os.path.isdir(workdir):
-        raise UserError(f"--workdir {workdir}: exists and is not a directory")
+    existing = os.path.abspath(workdir)  # the workdir, or its nearest existing parent
+    while not os.path.exists(existing) and os.path.dirname(existing) != existing:
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise UserError(f"--workdir {workdir}: {existing} exists and is not a directory")
     finished = _check_workdir(paths, config)
     if finished is not None:
         print(f"{workdir}: already trained for {config.epochs} epochs (metrics.json); nothing to do")
         return finished
     train, validation = load_data(config, data_dir)  # bad data fails before the workdir is touched
     with locked_workdir(paths):
+        finished = _check_workdir(paths, config)  # again: another process may have finished it
+        if finished is not None:
+            print(f"{workdir}: already trained for {config.epochs} epochs (metrics.json); nothing to do")
+            return finished
         _check_data(paths, train.source)
         write_atomic(paths.config, config.to_json() + "\n")
         return _fit_locked(config, paths, train, validation, strategy, verbose, deterministic)
@@ -243,13 +256,21 @@ def _fit_locked(config, paths, train, validation, strategy, verbose, determinist
             f"loss became {checkpointer.diverged} at epoch {checkpointer.diverged_epoch + 1}; stopped, {kept}"
         )
     seconds = time.perf_counter() - start
+    if initial_epoch >= config.epochs:
+        print(f"{paths.model}: written from the checkpoint (its {initial_epoch} epochs are all trained)")
+    previous = {}
+    with contextlib.suppress(OSError, ValueError):
+        with open(paths.metrics) as f:
+            previous = json.load(f)
+    if previous.get("epochs") != config.epochs:
+        previous = {}
     save_model_atomic(model, paths.model)
     metrics = readout_figures(model, val_ds, config.num_classes, jit)
     trained = max(config.epochs - initial_epoch, 0) * steps_per_epoch * config.batch_size
     metrics.update(
         {
             "split": "validation",
-            "train_loss": checkpointer.last_logs.get("loss"),
+            "train_loss": checkpointer.last_logs.get("loss", previous.get("train_loss")),
             "dataset": config.dataset,
             "source": train.source,
             "train_examples": int(len(train.labels)),
@@ -261,6 +282,10 @@ def _fit_locked(config, paths, train, validation, strategy, verbose, determinist
             "replicas": replicas,
         }
     )
+    if not trained:  # model.keras re-created from the finished checkpoint: keep the run's figures
+        metrics.update(
+            {k: previous[k] for k in ("train_seconds", "train_images_per_second") if k in previous}
+        )
     write_atomic(paths.metrics, json.dumps(metrics, indent=2) + "\n")
     return metrics
 
