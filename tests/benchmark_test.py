@@ -3,8 +3,7 @@ import subprocess
 import sys
 
 import glom_tf
-from tests.test_case import REPO, GlomTestCase
-from tests.training_test import user_env
+from tests.test_case import REPO, GlomTestCase, user_env
 from training.benchmark import forward_flops
 
 

@@ -1,8 +1,8 @@
 import numpy as np
 import tensorflow as tf
 
-from training.data import Arrays, affine, make_dataset
 from tests.test_case import GlomTestCase
+from training.data import Arrays, affine, make_dataset
 
 
 def pattern():

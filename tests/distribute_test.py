@@ -10,8 +10,7 @@ import keras
 import numpy as np
 
 import glom_tf.model  # noqa: F401  (registers the model classes for loading)
-from tests.test_case import MNIST_DIR, REPO, GlomTestCase
-from tests.training_test import user_env
+from tests.test_case import MNIST_DIR, REPO, GlomTestCase, user_env
 
 FIT = (
     "import os, sys, json\n"

@@ -15,7 +15,7 @@ from glom_tf.islands import (
     settling_curves,
 )
 from glom_tf.readout import readout
-from tests.test_case import MNIST_DIR, REPO, GlomTestCase, mnist_digits
+from tests.test_case import MNIST_DIR, REPO, GlomTestCase, mnist_digits, user_env
 
 A = np.array([1.0, 0.0, 0.0])
 B = np.array([0.6, 0.8, 0.0])  # cos(A, B) = 0.6: below the 0.9 threshold
@@ -198,7 +198,7 @@ class VisualizeCliTest(GlomTestCase):
         run = subprocess.run(
             [sys.executable, "-m", "training.visualize", "--model", path, "--out", out,
              "--dataset", "mnist", "--index", "7", "--data-dir", MNIST_DIR],
-            cwd=REPO, capture_output=True, text=True, timeout=300,
+            cwd=REPO, env=user_env(), capture_output=True, text=True, timeout=300,
         )  # fmt: skip
         self.assertEqual(run.returncode, 0, run.stderr[-3000:])
         for name in ("input", "levels", "similarity", "votes", "attention", "curves", "islands", "parse"):
@@ -207,7 +207,7 @@ class VisualizeCliTest(GlomTestCase):
         bad = subprocess.run(
             [sys.executable, "-m", "training.visualize", "--model", path, "--out", out,
              "--index", "99999999", "--data-dir", MNIST_DIR],
-            cwd=REPO, capture_output=True, text=True, timeout=300,
+            cwd=REPO, env=user_env(), capture_output=True, text=True, timeout=300,
         )  # fmt: skip
         self.assertEqual(bad.returncode, 2)
         self.assertEqual(len(bad.stderr.strip().splitlines()), 1, bad.stderr)

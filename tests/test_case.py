@@ -15,6 +15,13 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MNIST_DIR = os.environ.get("GLOM_MNIST_DIR", os.path.join(REPO, "..", "shared", "data", "mnist"))
 
 
+def user_env(**extra):
+    """The environment of a user's shell: no TensorFlow logging variables set."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TF_CPP_")}
+    env.update(PYTHONPATH=REPO, **extra)
+    return env
+
+
 def mnist_digits(n: int, split: str = "train", offset: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """`n` real MNIST digits, float32 (n, 28, 28, 1) in [0, 1], and labels (n,).
 

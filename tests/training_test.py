@@ -22,17 +22,10 @@ import types
 
 import numpy as np
 
-from tests.test_case import MNIST_DIR, REPO, GlomTestCase
+from tests.test_case import MNIST_DIR, REPO, GlomTestCase, user_env
 
 TINY = ["--preset", "tiny", "--set", "train_size=300", "--set", "validation_size=200", "--quiet"]
 TINY_STEPS = 300 // 32  # optimizer steps per epoch of TINY (batch 32)
-
-
-def user_env(**extra):
-    """The environment of a user's shell: no TensorFlow logging variables set."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TF_CPP_")}
-    env.update(PYTHONPATH=REPO, **extra)
-    return env
 
 
 def cli(*args, timeout=600):
