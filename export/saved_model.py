@@ -17,9 +17,6 @@ def _check_target(out: str, version: int, overwrite: bool) -> str:
         raise UserError("--version must be >= 1")
     if os.path.exists(out) and not os.path.isdir(out):
         raise UserError(f"--out {out}: exists and is not a directory")
-    parent = os.path.dirname(os.path.abspath(out))
-    if not os.path.isdir(parent):
-        raise UserError(f"--out {out}: no directory {parent}")
     target = os.path.join(out, str(version))
     if os.path.exists(target) and not overwrite:
         raise UserError(f"{target} exists; pass --overwrite or another --version")
