@@ -79,7 +79,9 @@ def as_text(value) -> str:
 class ConfigTest(GlomTestCase):
     def test_presets_are_valid_and_serialisable(self):
         table = presets()
-        self.assertEqual(sorted(table), ["default", "seed", "small", "tiny"])
+        self.assertEqual(
+            sorted(table), ["consensus", "default", "fashion_mnist", "mnist", "seed", "small", "tiny"]
+        )
         for name, config in table.items():
             self.assertIsInstance(config, Config)
             config.validate()
