@@ -124,36 +124,37 @@ def _umask_mode() -> int:
     return 0o666 & ~umask
 
 
-def write_atomic(path: str, data: str | bytes) -> None:
-    """Writes `data` to `path` through a temporary file in the same directory and a rename."""
+def _replace_atomic(path: str, suffix: str, write: Callable[[str], None]) -> None:
+    """`write(tmp)` to a temporary file beside `path`, then a rename onto `path`; the
+    temporary file is removed on failure and gets the mode a plain `open` would give."""
     directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=suffix, dir=directory)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-            f.flush()
-            os.fsync(f.fileno())
+        write(tmp)
         os.chmod(tmp, _umask_mode())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.remove(tmp)
         raise
+
+
+def write_atomic(path: str, data: str | bytes) -> None:
+    """Writes `data` to `path` through a temporary file in the same directory and a rename."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+
+    _replace_atomic(path, ".tmp", write)
 
 
 def save_model_atomic(model, path: str) -> None:
     """`model.save(path)` through a temporary `.keras` file and a rename (removed on failure)."""
-    directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp.keras", dir=directory)
-    os.close(fd)
-    try:
-        model.save(tmp)
-        os.chmod(tmp, _umask_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
+    _replace_atomic(path, ".tmp.keras", model.save)
 
 
 def load_glom_model(path: str):
