@@ -5,10 +5,11 @@ Writes PNG files: input.png; levels.png (each level's column vectors at chosen s
 by a 3-component PCA fitted per level: one colour = one vector, so islands are patches of one
 colour); similarity.png (mean cosine similarity of each cell with its 8 neighbours, per level);
 votes.png (each cell's top-level vote, one colour per class); attention.png (the same-level
-attention weights of one cell over its 3x3 neighbourhood, per level); curves.png (agreement,
-neighbour similarity, island counts and the largest island's share over time steps);
-curves.json. Every picture's title names the image, its true label and the model's answer
-(red when wrong).
+attention weights of one cell over its (2 radius + 1)^2 neighbourhood, per level); islands.png
+(each updated level's islands at chosen steps, one colour per island, the object outlined);
+parse.png (the parse tree at the last step); curves.png (agreement, neighbour similarity, island
+counts and the largest island's share over time steps); curves.json. Every picture's title
+names the image, its true label and the model's answer (red when wrong).
 """
 
 from __future__ import annotations
@@ -156,7 +157,7 @@ def figures(
     batch = image[None].astype(np.float32)
     out = model.unroll(batch, training=False)
     states = np.asarray(out["states"])[:, 0]  # (T+1, h, w, L, D)
-    attention = np.asarray(out["attention"])[:, 0]  # (T, h, w, L-1, 9)
+    attention = np.asarray(out["attention"])[:, 0]  # (T, h, w, L-1, K), K = (2 radius + 1)^2
     scores = np.asarray(out["scores"])[0]  # (h, w, C)
     answer = int(np.asarray(readout(out["scores"], model.readout)[1])[0])
     steps, g, levels = states.shape[0] - 1, states.shape[1], states.shape[3]
@@ -398,17 +399,19 @@ def main(argv=None) -> int:
     p.add_argument("--data-dir")
     p.add_argument("--cell", type=int, nargs=2, metavar=("ROW", "COL"), help="cell for the attention plot")
     args = p.parse_args(argv)
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise UserError(f"--out {args.out}: exists and is not a directory")
     model = load_glom_model(args.model)
     image, label, name = load_image(args, model.image_size)
     if args.cell and not all(0 <= c < model.grid for c in args.cell):
         raise UserError(f"--cell must be in 0..{model.grid - 1}")
     figs, curves = figures(model, image, tuple(args.cell) if args.cell else None, label, name)
-    os.makedirs(args.out, exist_ok=True)
+    try:
+        os.makedirs(args.out, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"--out {args.out}: cannot be created ({e.strerror})") from None
     for name, fig in figs.items():
-        path = os.path.join(args.out, f"{name}.png")
-        with open(path + ".tmp", "wb") as f:
-            f.write(render(fig))
-        os.replace(path + ".tmp", path)
+        write_atomic(os.path.join(args.out, f"{name}.png"), render(fig))
     write_atomic(os.path.join(args.out, "curves.json"), json.dumps(curves, indent=1) + "\n")
     print(f"wrote {', '.join(sorted(figs))} (.png) and curves.json to {args.out}")
     return 0
