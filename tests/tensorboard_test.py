@@ -151,7 +151,8 @@ class TensorBoardTest(GlomTestCase):
     def test_every_custom_tag_has_a_description(self):
         from tensorboard.plugins.hparams import metadata
 
-        parts = {f"parts/{name}" for name in ("levels", "similarity", "votes", "attention", "curves")}
+        names = ("levels", "similarity", "votes", "attention", "islands", "parse", "curves")
+        parts = {f"parts/{name}" for name in names}
         islands = {"islands/agreement_object_cells", "islands/level1/islands", "islands/level2/largest"}
         islands |= {"islands/level1/neighbour_cosine", "islands/level2/distinct", "islands/level0/similarity"}
         expected = {

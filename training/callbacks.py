@@ -269,7 +269,7 @@ class TensorBoardLogger(keras.callbacks.Callback):
     def _pictures(self, epoch: int):
         import tensorflow as tf
 
-        from glom_tf.islands import settling_curves
+        from glom_tf.islands import OBJECT_THRESHOLD, settling_curves
         from training.visualize import figures, render, vote_panel
 
         n, step = len(self.labels), epoch
@@ -290,8 +290,12 @@ class TensorBoardLogger(keras.callbacks.Callback):
             "similarity": "each cell's mean cosine similarity with its 8 neighbours, per level, after "
             "the last step",
             "votes": "each cell's top-level vote, coloured by class",
-            "attention": "the same-level attention weights of the centre cell over its 3x3 "
-            "neighbours, per level",
+            "attention": "the same-level attention weights of the centre cell over its "
+            f"{2 * self.config.radius + 1}x{2 * self.config.radius + 1} neighbours, per level",
+            "islands": "each updated level's islands at a few time steps (one colour per island, "
+            "the object outlined), with the island count per panel",
+            "parse": "the parse tree after the last step: each island under the island of the "
+            "level above that covers most of it",
             "curves": "agreement, neighbour cosine, island count and largest island over the time steps",
         }
         for name, fig in figs.items():
@@ -312,7 +316,8 @@ class TensorBoardLogger(keras.callbacks.Callback):
         over = f"mean over the first {n} validation images, after the last time step; step = epoch (0-based)"
         meaning = {
             "islands": "number of islands: connected groups of 4-neighbouring object cells whose vectors "
-            f"have cosine > {curves['threshold']:g} (object cells: patches with a pixel > 0.5)",
+            f"have cosine > {curves['threshold']:g} (object cells: patches with a pixel > "
+            f"{OBJECT_THRESHOLD:g})",
             "largest": "share of the object's cells in the largest island",
             "neighbour_cosine": "mean cosine of 4-neighbouring object cells",
             "mean_cosine": "mean cosine between the island mean vectors (images with >= 2 islands; "
