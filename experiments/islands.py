@@ -1,7 +1,9 @@
-"""Island figures of a trained run on its held-out validation digits (never the test split).
+"""Island figures of a trained run on its held-out validation digits (for selection) or, for a
+final figure only, on the first official test digits.
 
-`python experiments/islands.py --workdir runs/x [--data-dir ../shared/data/mnist] [--images 500]`
-prints one JSON line: the run's validation accuracy and, per level at the final time step,
+`python experiments/islands.py --workdir runs/x [--data-dir ../shared/data/mnist] [--images 500]
+[--split validation|test]` (or `--model M.keras --split test`) prints one JSON line: the run's
+validation accuracy and, per level (0 = the input) at the final time step,
 the island count over the object's cells, the largest island's share, the neighbour cosine,
 the mean cosine between island means and the distinctness (glom_tf/islands.py).
 """
@@ -28,17 +30,26 @@ def main() -> None:
     from training.train import load_data
 
     p = argparse.ArgumentParser()
-    p.add_argument("--workdir", required=True)
+    p.add_argument("--workdir")
+    p.add_argument("--model", help="a .keras file (with --split test), instead of --workdir")
     p.add_argument("--data-dir")
     p.add_argument("--images", type=int, default=500)
+    p.add_argument("--split", default="validation", choices=["validation", "test"])
     args = p.parse_args()
-    with open(os.path.join(args.workdir, "config.json")) as f:
-        config = Config.from_dict(json.load(f))
-    with open(os.path.join(args.workdir, "metrics.json")) as f:
-        metrics = json.load(f)
-    model = load_glom_model(os.path.join(args.workdir, "model.keras"))
-    _, validation = load_data(config, args.data_dir)
-    images = validation.images[: args.images].astype("float32") / 255.0
+    metrics = {}
+    if args.workdir:
+        with open(os.path.join(args.workdir, "config.json")) as f:
+            config = Config.from_dict(json.load(f))
+        with open(os.path.join(args.workdir, "metrics.json")) as f:
+            metrics = json.load(f)
+    model = load_glom_model(args.model or os.path.join(args.workdir, "model.keras"))
+    if args.split == "test":
+        from training.data import load_arrays
+
+        arrays = load_arrays("mnist", "test", args.data_dir)
+    else:
+        _, arrays = load_data(config, args.data_dir)
+    images = arrays.images[: args.images].astype("float32") / 255.0
     states = []
     for start in range(0, len(images), 100):
         out = model.unroll(images[start : start + 100], training=False, record=False)
@@ -49,6 +60,9 @@ def main() -> None:
         json.dumps(
             {
                 "workdir": args.workdir,
+                "model": args.model,
+                "split": args.split,
+                "images": len(images),
                 "val_accuracy": metrics.get("accuracy", metrics.get("accuracy_mean")),
                 "train_seconds": metrics.get("train_seconds"),
                 "parameters": metrics.get("parameters"),
