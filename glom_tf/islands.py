@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from glom_tf.config import ModelConfig
 from glom_tf.neighbourhood import neighbour_shifts
 
-ISLAND_THRESHOLD = 0.9
+ISLAND_THRESHOLD = ModelConfig.island_threshold  # the config's default
 OBJECT_THRESHOLD = 0.5  # a cell is on the object when a pixel of its patch exceeds this (in [0, 1])
 
 

@@ -1,4 +1,4 @@
-"""The 3x3 torus neighbourhood of every cell, built from slice+concat shifts.
+"""The (2r+1)^2 torus neighbourhood of every cell (3x3 at radius 1), built from slice+concat shifts.
 
 `keras.ops.roll` lowers to `tf.Roll`, which the TFLite converter maps only to a Flex op
 that the LiteRT interpreter refuses; a shift written as two slices and a concat is a
