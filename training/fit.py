@@ -9,11 +9,13 @@ from __future__ import annotations
 import sys
 
 from glom_tf.cli import EXIT_DIVERGED, ArgumentParser, parse_assignments, run
+from glom_tf.presets import presets
+from training.train import STRATEGIES
 
 
 def parse_args(argv=None):
     p = ArgumentParser(prog="python -m training.fit", description=__doc__.splitlines()[0])
-    p.add_argument("--preset", default="default", help="seed, default, small or tiny")
+    p.add_argument("--preset", default="default", help=", ".join(presets()))
     p.add_argument("--dataset", help="mnist, fashion_mnist, or a tensorflow-datasets name")
     p.add_argument("--data-dir", help="directory holding the four IDX files (mnist, fashion_mnist)")
     p.add_argument("--workdir", help="output directory (default runs/<preset>)")
@@ -21,7 +23,7 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int)
     p.add_argument("--learning-rate", type=float)
     p.add_argument("--seed", type=int)
-    p.add_argument("--strategy", default="default", choices=["default", "mirrored", "multi_worker"])
+    p.add_argument("--strategy", default="default", choices=STRATEGIES)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any config field")
     p.add_argument(
         "--deterministic", action="store_true", help="TF op determinism (Keras then runs without XLA)"
