@@ -33,7 +33,7 @@ for row in "${ORDER[@]}"; do
     || { echo "error: $row failed, see $work.log" >&2; exit 1; }
   echo "${ROWS[$row]:-none (the preset)}" > "$work.change"
   python -m training.evaluate --model "$work/model.keras" --dataset mnist --split test --data-dir "$DATA" \
-    --out "$work/eval_mnist_test.json" > /dev/null
+    --out "$work/eval_mnist_test.json" --overwrite > /dev/null
 done
 python - "${ORDER[@]}" <<'PY'
 import json, sys
