@@ -30,11 +30,14 @@ class Predictor:
         if path.endswith(".tflite") and os.path.isfile(path):
             from ai_edge_litert.interpreter import Interpreter
 
-            with stderr_silenced():  # LiteRT prints an INFO line about its CPU delegate
-                interpreter = Interpreter(model_path=path)
-                self.runner = interpreter.get_signature_runner("serving_default")
-                shape = interpreter.get_input_details()[0]["shape"]
-                self.runner(images=np.zeros((1, *shape[1:]), np.uint8))  # the delegate starts here
+            try:
+                with stderr_silenced():  # LiteRT prints an INFO line about its CPU delegate
+                    interpreter = Interpreter(model_path=path)
+                    self.runner = interpreter.get_signature_runner("serving_default")
+                    shape = interpreter.get_input_details()[0]["shape"]
+                    self.runner(images=np.zeros((1, *shape[1:]), np.uint8))  # the delegate starts here
+            except Exception as e:  # a corrupt file, or a model without this project's signature
+                raise UserError(f"{path}: not a readable GLOM TFLite model ({type(e).__name__})") from None
             self.size, self.channels, self.kind = int(shape[1]), int(shape[3]), "tflite"
         elif path.endswith(".keras") and os.path.isfile(path):
             self.model = load_glom_model(path)
@@ -48,7 +51,10 @@ class Predictor:
                 if not versions:
                     raise UserError(f"{path}: no saved_model.pb and no numbered versions")
                 version = os.path.join(path, str(versions[0]))
-            self.signature = tf.saved_model.load(version).signatures["serving_default"]
+            try:
+                self.signature = tf.saved_model.load(version).signatures["serving_default"]
+            except Exception as e:  # not a SavedModel, corrupt, or no serving_default signature
+                raise UserError(f"{version}: not a readable GLOM SavedModel ({type(e).__name__})") from None
             self.size, self.channels, self.kind = None, None, "saved_model"
         else:
             raise UserError(f"{path}: not a .keras file, a SavedModel directory or a .tflite file")
