@@ -256,7 +256,7 @@ def _fit_locked(config, paths, train, validation, strategy, verbose, determinist
             f"loss became {checkpointer.diverged} at epoch {checkpointer.diverged_epoch + 1}; stopped, {kept}"
         )
     seconds = time.perf_counter() - start
-    if initial_epoch >= config.epochs:
+    if initial_epoch >= config.epochs and os.path.exists(paths.last):
         print(f"{paths.model}: written from the checkpoint (its {initial_epoch} epochs are all trained)")
     previous = {}
     with contextlib.suppress(OSError, ValueError):
