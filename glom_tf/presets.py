@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 from glom_tf.config import Config, ConfigError
 
 
@@ -67,10 +65,9 @@ def presets() -> dict[str, Config]:
         "consensus": consensus,
         "mnist": mnist,
         # Fashion-MNIST: garments are upright and centred, so shifts only.
-        "fashion_mnist": dataclasses.replace(mnist, dataset="fashion_mnist", augment_rotate=0.0, augment_scale=0.0),
+        "fashion_mnist": mnist.with_overrides(dataset="fashion_mnist", augment_rotate=0.0, augment_scale=0.0),
         # Quick runs: 3 levels x 16 dims, 4 steps.
-        "small": dataclasses.replace(
-            default,
+        "small": default.with_overrides(
             levels=3,
             dim=16,
             steps=4,
@@ -80,10 +77,9 @@ def presets() -> dict[str, Config]:
             learning_rate=3e-3,
             warmup_steps=0,
             cosine_decay=False,
-        ),  # fmt: skip
+        ),
         # Tests: 7x7 patches (4x4 grid), 3 levels x 8 dims, 2 steps, the symbolic time loop.
-        "tiny": dataclasses.replace(
-            default,
+        "tiny": default.with_overrides(
             patch_size=7,
             levels=3,
             dim=8,
@@ -94,7 +90,7 @@ def presets() -> dict[str, Config]:
             warmup_steps=0,
             cosine_decay=False,
             unroll_steps=False,
-        ),  # fmt: skip
+        ),
     }
 
 

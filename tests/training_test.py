@@ -15,6 +15,7 @@ import math
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -362,12 +363,28 @@ class FitEndToEndTest(GlomTestCase):
         # Fewer epochs than the run holds: refused, nothing rewritten.
         one_line_error(self, call_main(fit_main, *args, "--epochs", "3"), needle="fewer")
         self.assertEqual(contents(), done)
-        # Other training data (the same files, another directory): refused, nothing rewritten.
+        # The same files in another directory are the same data: accepted (nothing to do).
+        same = os.path.join(tmp, "same_mnist")
+        os.makedirs(same, exist_ok=True)
+        for name in os.listdir(MNIST_DIR):
+            if not os.path.exists(os.path.join(same, name)):
+                os.symlink(os.path.join(os.path.realpath(MNIST_DIR), name), os.path.join(same, name))
+        same_args = [a if a != MNIST_DIR else same for a in args]
+        self.assertEqual(call_main(fit_main, *same_args, "--epochs", "4").returncode, 0)
+        self.assertEqual(contents(), done)
+        # Other training data (the first 2,000 official digits only): refused, nothing rewritten.
         other = os.path.join(tmp, "other_mnist")
         os.makedirs(other, exist_ok=True)
-        for name in os.listdir(MNIST_DIR):
-            if not os.path.exists(os.path.join(other, name)):
-                os.symlink(os.path.join(os.path.realpath(MNIST_DIR), name), os.path.join(other, name))
+        from training import data
+
+        images, labels = data.load_idx(MNIST_DIR, "train")
+        for split, n in (("train", 2000), ("test", 10)):
+            image_name, label_name = data.IDX_FILES[split]
+            x, y = data.load_idx(MNIST_DIR, split) if split == "test" else (images, labels)
+            with open(os.path.join(other, image_name), "wb") as f:
+                f.write(struct.pack(">HBBIII", 0, 8, 3, n, 28, 28) + x[:n].astype(np.uint8).tobytes())
+            with open(os.path.join(other, label_name), "wb") as f:
+                f.write(struct.pack(">HBBI", 0, 8, 1, n) + y[:n].astype(np.uint8).tobytes())
         moved_args = [a if a != MNIST_DIR else other for a in args]
         one_line_error(self, call_main(fit_main, *moved_args, "--epochs", "5"), needle="was trained on")
         self.assertEqual(contents(), done)

@@ -18,6 +18,7 @@ import contextlib
 import dataclasses
 import fcntl
 import glob
+import hashlib
 import json
 import os
 import time
@@ -108,14 +109,23 @@ def _check_workdir(paths: Paths, config: Config) -> dict | None:
     return None
 
 
-def _check_data(paths: Paths, source: str) -> None:
-    """Records where the training data came from; a rerun must read the same."""
+def _check_data(paths: Paths, train, validation) -> None:
+    """Records a fingerprint of the training data; a rerun must train on the same data (the
+    same digits in the same split, wherever the files are: a clone elsewhere resumes)."""
+    digest = hashlib.sha256()
+    for array in (train.images, train.labels, validation.images, validation.labels):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    record = {"source": train.source, "fingerprint": digest.hexdigest()[:16], "examples": len(train.labels)}
     if os.path.exists(paths.data):
-        saved = _read_json(paths.data).get("source")
-        if saved != source:
-            raise UserError(f"{paths.workdir} was trained on {saved}, not {source}; use another --workdir")
+        saved = _read_json(paths.data)
+        if saved.get("fingerprint") != record["fingerprint"]:
+            raise UserError(
+                f"{paths.workdir} was trained on other data ({saved.get('source')}, fingerprint "
+                f"{saved.get('fingerprint')}), not {record['source']} ({record['fingerprint']}); "
+                "use another --workdir"
+            )
     else:
-        write_atomic(paths.data, json.dumps({"source": source}) + "\n")
+        write_atomic(paths.data, json.dumps(record) + "\n")
 
 
 def make_strategy(name: str):
@@ -133,8 +143,6 @@ def make_strategy(name: str):
 def load_data(config: Config, data_dir: str | None):
     """(train, validation) Arrays from the training split (the test split is never used)."""
     arrays = data.load_arrays(config.dataset, "train", data_dir)
-    if arrays.source.startswith("idx:"):  # the same files, wherever the command was run from
-        arrays.source = "idx:" + os.path.realpath(arrays.source[4:])
     if arrays.num_classes != config.num_classes:
         raise UserError(
             f"{config.dataset} has {arrays.num_classes} classes; set num_classes={arrays.num_classes}"
@@ -178,7 +186,7 @@ def fit(
         if finished is not None:
             print(f"{workdir}: already trained for {config.epochs} epochs (metrics.json); nothing to do")
             return finished
-        _check_data(paths, train.source)
+        _check_data(paths, train, validation)
         write_atomic(paths.config, config.to_json() + "\n")
         return _fit_locked(config, paths, train, validation, strategy, verbose, deterministic)
 
