@@ -36,6 +36,8 @@ def main() -> None:
     p.add_argument("--images", type=int, default=500)
     p.add_argument("--split", default="validation", choices=["validation", "test"])
     args = p.parse_args()
+    if not args.workdir and args.split != "test":
+        p.error("--model without --workdir needs --split test (the validation split is the run's)")
     metrics = {}
     if args.workdir:
         with open(os.path.join(args.workdir, "config.json")) as f:

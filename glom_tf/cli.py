@@ -69,6 +69,11 @@ def run(main: Callable[[], int | None]) -> None:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         code = EXIT_BAD_INPUT
+    except OSError as e:  # a file the command was pointed at cannot be read or written
+        if e.filename is None:
+            raise
+        print(f"error: {e.filename}: {e.strerror or type(e).__name__}", file=sys.stderr)
+        code = EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         code = 130

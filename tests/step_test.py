@@ -175,12 +175,20 @@ class GlomStepTest(GlomTestCase):
             logits_grad = [g for p, g in grads.items() if "update_logits" in p][0]
             self.assertEqual(float(logits_grad[-1, 2]), 0.0)
 
-    def test_level_zero_is_never_updated(self):
+    def test_level_zero_gets_no_update_only_training_noise(self):
+        import tensorflow as tf
+
         x = state(1)
-        new, weights = step()(x)
-        self.assertAllEqual(np.asarray(new)[:, :, :, 0], x[:, :, :, 0])
-        self.assertNotAllClose(np.asarray(new)[:, :, :, 1:], x[:, :, :, 1:])
-        self.assertEqual(tuple(weights.shape), (2, 5, 5, 3, 9))
+        seed = tf.constant([3, 4], "int32")
+        for training in (False, True):  # dropout on in training
+            new, weights = step(dropout=0.2)(x, seed=seed, training=training)
+            self.assertAllEqual(np.asarray(new)[:, :, :, 0], x[:, :, :, 0])
+            self.assertNotAllClose(np.asarray(new)[:, :, :, 1:], x[:, :, :, 1:])
+            self.assertEqual(tuple(weights.shape), (2, 5, 5, 3, 9))
+        # Training noise (as in the original notebook) reaches every level, level 0 included.
+        new, _ = step(noise=0.5)(x, seed=seed, training=True)
+        moved = np.asarray(new)[:, :, :, 0] - x[:, :, :, 0]
+        self.assertTrue(np.all((moved >= 0) & (moved < 0.5)) and moved.std() > 0)
 
     def test_radius_two(self):
         x = state(11, (1, 6, 6, 3, 4))

@@ -156,14 +156,22 @@ def load_tfds(name: str, split: str) -> tuple[np.ndarray, np.ndarray, int]:
     if not prepared:
         if not _online():
             raise DataError(f"{name}: not in the tensorflow-datasets cache and no network")
-        builder.download_and_prepare()
+        try:
+            builder.download_and_prepare()
+        except Exception as e:  # network or disk failures inside tfds
+            raise DataError(f"{name}: download failed ({type(e).__name__}: {str(e)[:120]})") from None
     features = builder.info.features
     if "image" not in features or "label" not in features:
         raise DataError(f"{name}: not an image classification dataset (needs image and label)")
     tfds_split = {"train": "train", "test": "test"}[split]
     if tfds_split not in builder.info.splits:
         raise DataError(f"{name}: has no {tfds_split!r} split")
-    data = tfds.as_numpy(builder.as_dataset(split=tfds_split, batch_size=-1))
+    if not hasattr(features["label"], "num_classes"):
+        raise DataError(f"{name}: its label is not a class label")
+    try:
+        data = tfds.as_numpy(builder.as_dataset(split=tfds_split, batch_size=-1))
+    except Exception as e:  # a broken cache
+        raise DataError(f"{name}: cannot read the {tfds_split} split ({type(e).__name__})") from None
     return data["image"], data["label"].astype(np.int64), features["label"].num_classes
 
 
