@@ -140,8 +140,8 @@ def main(argv=None) -> int:
     config = parse_assignments(config, args.set)
     if args.steps < 1:
         p.error("--steps must be >= 1")
-    if args.batch_size is not None and args.batch_size < 1:
-        p.error("--batch-size must be >= 1")
+    if args.batch_size < 0:
+        p.error("--batch-size must be >= 1 (or 0: the preset's)")
     result = benchmark(config, args.batch_size or config.batch_size, args.steps, args.mode, args.precision)
     print(json.dumps({"preset": args.preset, **result}), flush=True)
     return 0
