@@ -71,7 +71,9 @@ def object_island_loss(vectors, mask, temperature: float):
 
 
 def island_loss(state, mask, scales: tuple[int, ...], temperature: float):
-    """state (B, h, w, L, D), mask (B, h, w) -> scalar: the mean over updated levels 1..L-1."""
+    """state (B, h, w, L, D), mask (B, h, w) -> scalar: the mean over updated levels 1..L-1.
+    Computed in float32 (under mixed precision too)."""
+    state = ops.cast(state, "float32")
     b, h, w, levels, d = ops.shape(state)[0], state.shape[1], state.shape[2], state.shape[3], state.shape[4]
     mask = ops.reshape(ops.cast(mask, state.dtype), (-1, h * w))  # (B, n)
     terms = []
@@ -86,6 +88,7 @@ def island_loss(state, mask, scales: tuple[int, ...], temperature: float):
 
 def denoise_loss(reconstruction, patches, masked):
     """reconstruction, patches (B, h, w, P), masked (B, h, w) -> MSE over the masked patches."""
+    reconstruction, patches = ops.cast(reconstruction, "float32"), ops.cast(patches, "float32")
     error = ops.mean(ops.square(reconstruction - patches), axis=-1)  # (B, h, w)
     masked = ops.cast(masked, error.dtype)
     return ops.sum(error * masked) / ops.maximum(ops.sum(masked), 1.0)
