@@ -59,6 +59,7 @@ def presets() -> dict[str, Config]:
         warmup_steps=200,
         validation_size=1000,
     )
+    quick = default.with_overrides(batch_size=32, warmup_steps=0, cosine_decay=False)  # no schedule
     return {
         "seed": seed,
         "default": default,
@@ -67,29 +68,12 @@ def presets() -> dict[str, Config]:
         # Fashion-MNIST: garments are upright and centred, so shifts only.
         "fashion_mnist": mnist.with_overrides(dataset="fashion_mnist", augment_rotate=0.0, augment_scale=0.0),
         # Quick runs: 3 levels x 16 dims, 4 steps.
-        "small": default.with_overrides(
-            levels=3,
-            dim=16,
-            steps=4,
-            attention_dim=8,
-            batch_size=32,
-            epochs=2,
-            learning_rate=3e-3,
-            warmup_steps=0,
-            cosine_decay=False,
+        "small": quick.with_overrides(
+            levels=3, dim=16, steps=4, attention_dim=8, epochs=2, learning_rate=3e-3
         ),
         # Tests: 7x7 patches (4x4 grid), 3 levels x 8 dims, 2 steps, the symbolic time loop.
-        "tiny": default.with_overrides(
-            patch_size=7,
-            levels=3,
-            dim=8,
-            steps=2,
-            attention_dim=4,
-            batch_size=32,
-            epochs=1,
-            warmup_steps=0,
-            cosine_decay=False,
-            unroll_steps=False,
+        "tiny": quick.with_overrides(
+            patch_size=7, levels=3, dim=8, steps=2, attention_dim=4, epochs=1, unroll_steps=False
         ),
     }
 
