@@ -26,6 +26,7 @@ def main() -> None:
 
     from glom_tf.cli import load_glom_model
     from glom_tf.config import Config
+    from glom_tf.images import unit_pixels
     from glom_tf.islands import level_figures, object_mask
     from training.train import load_data
 
@@ -51,7 +52,7 @@ def main() -> None:
         arrays = load_arrays("mnist", "test", args.data_dir)
     else:
         _, arrays = load_data(config, args.data_dir)
-    images = arrays.images[: args.images].astype("float32") / 255.0
+    images = unit_pixels(arrays.images[: args.images])
     states = []
     for start in range(0, len(images), 100):
         out = model.unroll(images[start : start + 100], training=False, record=False)

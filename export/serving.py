@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from glom_tf.images import PIXEL_MAX
 from glom_tf.readout import readout
 
 
 def outputs(model, images):
     """Pixel values 0..255 (N, H, W, C), any numeric dtype -> the three named outputs."""
-    x = tf.cast(images, tf.float32) / 255.0
+    x = tf.cast(images, tf.float32) / PIXEL_MAX
     probabilities, classes, agreement = readout(model(x, training=False), model.readout)
     return {
         "probabilities": tf.identity(probabilities, name="probabilities"),
@@ -55,7 +56,7 @@ def checked_images(model, images):
     with tf.control_dependencies([shape_ok]):
         images = tf.ensure_shape(images, [None, size, size, channels])
     whole = tf.reduce_all(
-        tf.logical_and(tf.logical_and(images >= 0.0, images <= 255.0), tf.equal(images, tf.round(images)))
+        tf.logical_and(tf.logical_and(images >= 0.0, images <= PIXEL_MAX), tf.equal(images, tf.round(images)))
     )
     values_ok = tf.debugging.assert_equal(
         whole, True, message="images must be raw pixel values: whole numbers 0..255"

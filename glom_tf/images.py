@@ -8,6 +8,13 @@ from glom_tf.cli import UserError
 
 DIGIT_BOX = 20  # MNIST: digits fit a 20x20 box inside the 28x28 frame
 MIN_CONTRAST = 32.0  # grey levels between the ink and the background; less is "no digit found"
+PIXEL_MAX = 255.0  # raw pixel values are whole numbers 0..PIXEL_MAX; the model reads [0, 1]
+
+
+def unit_pixels(pixels) -> np.ndarray:
+    """Raw pixel values 0..255 (any shape, any numeric dtype) -> float32 in [0, 1]: what the
+    model reads. The one scaling of NumPy images (tf.data: `convert_image_dtype`)."""
+    return np.asarray(pixels, dtype=np.float32) / PIXEL_MAX
 
 
 def _greyscale(image) -> np.ndarray:

@@ -38,15 +38,20 @@ def neighbour_similarity(states: np.ndarray) -> np.ndarray:
     return np.mean(sims, axis=0)
 
 
-def object_mask(images: np.ndarray, grid: int) -> np.ndarray:
-    """Cells whose patch holds an object pixel: images (B, S, S[, C]) in [0, 1] -> (B, grid, grid)."""
-    images = np.asarray(images)
-    if images.ndim == 4:
-        images = images.max(-1)
-    b, s = images.shape[0], images.shape[1]
-    p = s // grid
-    patches = images.reshape(b, grid, p, grid, p).max(axis=(2, 4))  # (B, grid, grid)
-    return patches > OBJECT_THRESHOLD
+def object_mask(images, grid: int):
+    """Cells whose patch holds an object pixel: images (B, S, S[, C]) in [0, 1] -> (B, grid, grid)
+    bool. The one definition, in keras.ops: a tensor for tensors (the model's island loss), a
+    NumPy array for NumPy input."""
+    from keras import ops
+
+    numpy_in = isinstance(images, np.ndarray)
+    if len(images.shape) == 3:
+        images = images[..., None]
+    p = images.shape[1] // grid
+    x = ops.max(ops.cast(images, "float32"), axis=-1)  # (B, S, S)
+    x = ops.reshape(x, (-1, grid, p, grid, p))  # (B, h, p, w, p)
+    mask = ops.max(x, axis=(2, 4)) > OBJECT_THRESHOLD  # (B, h, w)
+    return ops.convert_to_numpy(mask) if numpy_in else mask
 
 
 def island_labels(vectors: np.ndarray, mask: np.ndarray, threshold: float = ISLAND_THRESHOLD) -> np.ndarray:
@@ -125,7 +130,7 @@ def settling_curves(model, images: np.ndarray, threshold: float | None = None) -
     8-neighbour cosine over all cells (`similarity`), and top-level agreement (the fraction
     of cells voting for the model's final answer; all cells and object cells).
     """
-    from glom_tf.readout import readout
+    from glom_tf.readout import agreement, readout
 
     threshold = model.island_threshold if threshold is None else threshold
     out = model.unroll(images, training=False)
@@ -136,17 +141,15 @@ def settling_curves(model, images: np.ndarray, threshold: float | None = None) -
     top = states[..., -1, :]  # (T+1, B, h, w, D)
     if model.classifier is not None:
         top = np.asarray(model.classifier(top.reshape((-1,) + top.shape[2:]))).reshape(top.shape[:-1] + (-1,))
-    votes = top.argmax(-1) == predicted[None, :, None, None]  # (T+1, B, h, w)
+    # top: (T+1, B, h, w, C) each step's per-cell scores
     per_step = [level_figures(s, mask, threshold) for s in states]
     curves = {k: [f[k] for f in per_step] for k in per_step[0]}  # [T+1][L]
     curves["islands"] = curves.pop("count")
     return {
         **curves,
         "similarity": neighbour_similarity(states).mean((1, 2, 3)).tolist(),  # [T+1][L]
-        "agreement": votes.mean((1, 2, 3)).tolist(),  # [T+1]
-        "agreement_digit": ((votes * mask[None]).sum((2, 3)) / np.maximum(mask.sum((1, 2)), 1))
-        .mean(1)
-        .tolist(),
+        "agreement": [float(np.mean(agreement(s, predicted))) for s in top],  # [T+1]
+        "agreement_digit": [float(np.mean(agreement(s, predicted, mask))) for s in top],  # [T+1]
         "threshold": threshold,
     }
 

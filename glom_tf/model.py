@@ -8,9 +8,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from glom_tf import objectives, stateless, time_loop
+from glom_tf import islands, objectives, stateless, time_loop
 from glom_tf.config import ModelConfig
-from glom_tf.islands import OBJECT_THRESHOLD
 from glom_tf.readout import readout
 from glom_tf.step import GlomStep
 
@@ -111,12 +110,7 @@ class GlomModel(keras.Model):
 
     def object_mask(self, images):
         """Cells whose patch holds a pixel above 0.5: (B, H, W[, C]) -> (B, h, w) bool."""
-        if len(images.shape) == 3:
-            images = images[..., None]
-        p, g = self.patch_size, self.grid
-        x = ops.max(ops.cast(images, "float32"), axis=-1)  # (B, H, W)
-        x = ops.reshape(x, (-1, g, p, g, p))  # (B, h, p, w, p)
-        return ops.max(x, axis=(2, 4)) > OBJECT_THRESHOLD  # (B, h, w)
+        return islands.object_mask(images, self.grid)
 
     def initial_state(self, bottom, training=False):
         """(B, h, w, D) level 0 -> (B, h, w, L, D) state."""

@@ -39,11 +39,16 @@ def class_probabilities(scores, readout: str = "vote"):
     raise ValueError(f"readout must be 'vote' or 'mean', got {readout!r}")
 
 
-def agreement(scores, classes):
+def agreement(scores, classes, mask=None):
     """Fraction of cells whose own vote (argmax of the cell's scores) is the image's predicted
-    class `classes` (B,): (B, H, W, C) -> (B,). The one definition of agreement."""
-    hits = ops.cast(argmax(scores) == ops.cast(classes, "int32")[:, None, None], "float32")
-    return ops.mean(hits, axis=(1, 2))
+    class `classes` (B,): (B, H, W, C) -> (B,). With `mask` (B, H, W) bool, the fraction of
+    the masked cells (the object's cells; 0 where an image has none). The one definition of
+    agreement."""
+    hits = ops.cast(argmax(scores) == ops.cast(classes, "int32")[:, None, None], "float32")  # (B, H, W)
+    if mask is None:
+        return ops.mean(hits, axis=(1, 2))
+    mask = ops.cast(mask, "float32")
+    return ops.sum(hits * mask, axis=(1, 2)) / ops.maximum(ops.sum(mask, axis=(1, 2)), 1.0)
 
 
 def readout(scores, kind: str):

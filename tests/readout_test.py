@@ -23,6 +23,10 @@ class ReadoutTest(GlomTestCase):
         expected = np.exp(expected) / np.exp(expected).sum(-1, keepdims=True)
         self.assertAllClose(mean, expected, atol=1e-6)
         self.assertAllClose(agreement(s, np.array([0, 2])), [0.75, 0.5])
+        # Over masked cells only: image 0 keeps cells 2 (votes 0) and 3 (votes 2): 1 of 2 agree
+        # with class 0; image 1 keeps no cell: 0.
+        mask = np.array([[[False, False], [True, True]], [[False, False], [False, False]]])
+        self.assertAllClose(agreement(s, np.array([0, 2]), mask), [0.5, 0.0])
 
     def test_cell_loss(self):
         s = scores()

@@ -12,6 +12,7 @@ import os
 import sys
 
 from glom_tf.cli import ArgumentParser, UserError, load_glom_model, run, write_atomic
+from glom_tf.images import unit_pixels
 
 ISLAND_IMAGES = 100  # images for the per-step island and agreement curves
 
@@ -69,7 +70,7 @@ def evaluate(model_path: str, dataset: str, split: str, data_dir=None, limit: in
     ds = data.make_dataset(arrays, batch_size, model.image_size)
     figures = readout_figures(model, ds, arrays.num_classes)
     # Islands and settling over time steps, on the first images (the curves are per step).
-    sample = arrays.images[:ISLAND_IMAGES].astype("float32") / 255.0
+    sample = unit_pixels(arrays.images[:ISLAND_IMAGES])
     figures["islands"] = settling_curves(model, sample)
     figures["islands"]["images"] = int(len(sample))
     figures.update({"model": model_path, "dataset": dataset, "split": split, "source": arrays.source})

@@ -18,7 +18,7 @@ def readout_figures(model, dataset, num_classes: int, jit: bool = True) -> dict:
     import tensorflow as tf
 
     from glom_tf.islands import object_mask
-    from glom_tf.readout import argmax, class_probabilities, readout
+    from glom_tf.readout import agreement, class_probabilities, readout
 
     def scores_of(images):
         return model(images, training=False)
@@ -31,12 +31,11 @@ def readout_figures(model, dataset, num_classes: int, jit: bool = True) -> dict:
         scores = np.asarray(forward(images))  # (B, h, w, C)
         vote.append(np.asarray(class_probabilities(scores, "vote")).argmax(-1))
         mean.append(np.asarray(class_probabilities(scores, "mean")).argmax(-1))
-        _, predicted, agreement = (np.asarray(a) for a in readout(scores, model.readout))
-        hits = np.asarray(argmax(scores)) == predicted[:, None, None]  # (B, h, w): cell votes the answer
+        _, predicted, agree_all = (np.asarray(a) for a in readout(scores, model.readout))
         mask = object_mask(np.asarray(images), scores.shape[1])  # (B, h, w): cells on the object
         answer.append(predicted)
-        agree.append(agreement)
-        agree_digit.append((hits & mask).sum((1, 2)) / np.maximum(mask.sum((1, 2)), 1))
+        agree.append(agree_all)
+        agree_digit.append(np.asarray(agreement(scores, predicted, mask)))
         labels.append(np.asarray(batch_labels))
     seconds = time.perf_counter() - start
     labels, vote, mean, answer, agree, agree_digit = (

@@ -21,6 +21,7 @@ import os
 import numpy as np
 
 from glom_tf.cli import ArgumentParser, UserError, load_glom_model, run, write_atomic
+from glom_tf.images import unit_pixels
 
 # One colour per class (tab10).
 CLASS_COLOURS = np.array(
@@ -375,16 +376,16 @@ def render(fig) -> bytes:
 def load_image(args, size: int) -> tuple[np.ndarray, int | None, str]:
     """(image (S, S, C) in [0, 1], its label or None, its name for the figures' titles)."""
     if args.image:
-        from glom_tf.images import prepare_image
+        from glom_tf.images import prepare_image  # PIL, imported when an image file is given
 
-        image = prepare_image(args.image, size)[..., None].astype(np.float32) / 255.0
+        image = unit_pixels(prepare_image(args.image, size)[..., None])
         return image, None, os.path.basename(args.image)
     from training import data
 
     arrays = data.load_arrays(args.dataset, args.split, args.data_dir)
     if not 0 <= args.index < len(arrays.labels):
         raise UserError(f"--index {args.index} out of range 0..{len(arrays.labels) - 1}")
-    image = arrays.images[args.index].astype(np.float32) / 255.0
+    image = unit_pixels(arrays.images[args.index])
     return image, int(arrays.labels[args.index]), f"{args.dataset} {args.split} #{args.index}"
 
 
