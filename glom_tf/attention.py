@@ -24,7 +24,8 @@ class SameLevelAttention(keras.layers.Layer):
     `consensus=False` (the original): the neighbours rescaled by K * weights (so "plain" is
     the original's plain concatenation) go through a LevelMLP: update (G, N, units).
     `consensus=True` (the paper): the update is the weighted average of the neighbours'
-    own vectors, sum_k w_k x_k (G, N, D); no network.
+    own vectors, sum_k w_k x_k (G, N, D); no network, so `units`, `dropout` and `output_scale`
+    (the LevelMLP's) are not read (kept in the config so that one constructor serves both).
     Returns (update, weights).
     """
 

@@ -34,6 +34,8 @@ class LevelMLP(keras.layers.Layer):
         self.output_scale = output_scale
 
     def build(self, input_shape):
+        if input_shape[0] != self.groups:  # the kernels' leading axis is the input's group axis
+            raise ValueError(f"LevelMLP with groups={self.groups} got input of shape {tuple(input_shape)}")
         u = self.units
         shapes = {"q": input_shape[-1], "k": u, "v": u}
         self.dense = {}

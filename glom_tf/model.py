@@ -160,16 +160,16 @@ class GlomModel(keras.Model):
             patches = ops.where(out["masked"][..., None], ops.zeros_like(patches), patches)
         state = self.initial_state(self.embed_patches(patches), training)  # (B, h, w, L, D)
         states, weights = [state], []
-        skips = tuple(state for _ in self.skip_periods)  # the original's saved states
         if record or self.unroll_steps:
             tick = time_loop.tick_fn(self, base_seed, training)
+            skips = (state,) * len(self.skip_periods)  # the original's saved states
             for t in range(self.steps):
                 state, skips, w = tick(t, state, skips)
                 if record:
                     states.append(state)
                     weights.append(w)
         else:
-            state, skips = time_loop.run_steps(self, state, skips, base_seed, training)
+            state, skips = time_loop.run_steps(self, state, base_seed, training)
         for saved in skips:
             state = state + self.skip_weight * saved
         top = state[:, :, :, -1]  # (B, h, w, D)

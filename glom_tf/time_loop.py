@@ -51,14 +51,16 @@ def tick_fn(model, base_seed, training: bool) -> Callable:
     return tick
 
 
-def run_steps(model, state, skips: tuple, base_seed, training: bool):
-    """The model's T steps as one symbolic loop; returns (state, skips)."""
+def run_steps(model, state, base_seed, training: bool):
+    """The model's T steps from the initial state as one symbolic loop; returns (state,
+    skips). The skip accumulators start as copies of the initial state (the original's)."""
     if training and model.remat and keras.backend.backend() == "tensorflow":
         pure, values = pure_tick(model, base_seed, training)
         return run_remat_tensorflow(
             lambda *args: pure(*args)[:2], state, values, model.steps, model.skip_periods
         )
     tick = tick_fn(model, base_seed, training)
+    skips = (state,) * len(model.skip_periods)
     return run(lambda *args: tick(*args)[:2], state, skips, model.steps)
 
 

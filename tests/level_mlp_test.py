@@ -16,6 +16,10 @@ class LevelMLPTest(GlomTestCase):
         layer.build((3, None, 90))
         self.assertEqual(layer.count_params(), 3 * 1130)
 
+    def test_groups_must_match_the_input_group_axis(self):
+        with self.assertRaisesRegex(ValueError, "groups=3"):
+            LevelMLP(groups=3, units=10).build((2, None, 90))
+
     def test_matches_the_original_formula_per_group(self):
         rng = np.random.default_rng(1)
         x = rng.normal(size=(2, 9, 6)).astype("float32")  # (G, N, in)
