@@ -18,9 +18,21 @@ def _check_target(out: str, version: int, overwrite: bool) -> str:
     if os.path.exists(out) and not os.path.isdir(out):
         raise UserError(f"--out {out}: exists and is not a directory")
     target = os.path.join(out, str(version))
+    if os.path.exists(target) and not os.path.isdir(target):
+        raise UserError(f"{target} exists and is not a directory (a SavedModel is one)")
     if os.path.exists(target) and not overwrite:
         raise UserError(f"{target} exists; pass --overwrite or another --version")
     return target
+
+
+def _missing_dirs(path: str) -> list[str]:
+    """The directories that `os.makedirs(path)` would create, deepest first."""
+    missing = []
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    return missing
 
 
 def export_saved_model(model, out: str, version: int = 1, overwrite: bool = False) -> str:
@@ -34,21 +46,25 @@ def export_saved_model(model, out: str, version: int = 1, overwrite: bool = Fals
     from export.serving import ServingModule
 
     target = _check_target(out, version, overwrite)
-    created = not os.path.exists(out)
+    created = _missing_dirs(out)  # removed again on failure, deepest first
     os.makedirs(out, exist_ok=True)
     tmp = os.path.join(out, f".tmp-{version}-{os.getpid()}")
+    old = os.path.join(out, f".old-{version}-{os.getpid()}")
     try:
         module = ServingModule(model)
         tf.saved_model.save(module, tmp, signatures={"serving_default": module.serve})
-        if os.path.exists(target):
-            shutil.rmtree(target)
+        if os.path.exists(target):  # --overwrite: the old version is moved aside, then removed
+            os.replace(target, old)
         os.replace(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
-        if created:
+        if os.path.exists(old) and not os.path.exists(target):
+            os.replace(old, target)  # the old version back in place
+        for path in created:
             with contextlib.suppress(OSError):
-                os.rmdir(out)  # only when empty
+                os.rmdir(path)  # only when empty
         raise
+    shutil.rmtree(old, ignore_errors=True)
     return target
 
 

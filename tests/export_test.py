@@ -204,6 +204,26 @@ class ExportCliTest(GlomTestCase):
         self.assertEqual(v2.returncode, 0, v2.stderr)
         self.assertTrue(os.path.exists(os.path.join(out, "2", "saved_model.pb")))
         self.assertEqual(sorted(os.listdir(out)), ["1", "2"])  # no temporary directory left
+        stamp = os.path.join(out, "1", "stamp")
+        open(stamp, "w").close()
+        replaced = cli("export.saved_model", "--model", a["keras"], "--out", out, "--overwrite")
+        self.assertEqual(replaced.returncode, 0, replaced.stderr)
+        self.assertFalse(os.path.exists(stamp))  # version 1 was replaced...
+        self.assertTrue(os.path.exists(os.path.join(out, "1", "saved_model.pb")))  # ...by a SavedModel
+        self.assertEqual(sorted(os.listdir(out)), ["1", "2"])  # the old version not left aside
+        with open(os.path.join(out, "3"), "w") as f:
+            f.write("keep")
+        run = cli("export.saved_model", "--model", a["keras"], "--out", out, "--version", "3", "--overwrite")
+        one_line_error(self, run, needle="not a directory")
+        self.assertEqual(open(os.path.join(out, "3")).read(), "keep")
+
+    def test_saved_model_failure_leaves_no_created_directory(self):
+        from export.saved_model import export_saved_model
+
+        root = os.path.join(self.get_temp_dir(), "new")
+        with self.assertRaises(AttributeError):  # not a model: fails inside, after the mkdir
+            export_saved_model(object(), os.path.join(root, "a", "b"))
+        self.assertFalse(os.path.exists(root))
 
     def test_saved_model_cli_refuses_what_it_cannot_export(self):
         from export.saved_model import main
