@@ -52,10 +52,13 @@ class Predictor:
                     raise UserError(f"{path}: no saved_model.pb and no numbered versions")
                 version = os.path.join(path, str(versions[0]))
             try:
-                self.signature = tf.saved_model.load(version).signatures["serving_default"]
+                loaded = tf.saved_model.load(version)
+                self.signature = loaded.signatures["serving_default"]
             except Exception as e:  # not a SavedModel, corrupt, or no serving_default signature
                 raise UserError(f"{version}: not a readable GLOM SavedModel ({type(e).__name__})") from None
-            self.size, self.channels, self.kind = None, None, "saved_model"
+            # (S, S, C) as exported; SavedModels exported before it was saved are 28x28 grey.
+            shape = loaded.image_shape.numpy() if hasattr(loaded, "image_shape") else (28, 28, 1)
+            self.size, self.channels, self.kind = int(shape[0]), int(shape[2]), "saved_model"
         else:
             raise UserError(f"{path}: not a .keras file, a SavedModel directory or a .tflite file")
 
@@ -80,7 +83,7 @@ def main(argv=None) -> int:
     p.add_argument("--json", action="store_true", help="one JSON list on stdout")
     args = p.parse_args(argv)
     predictor = Predictor(args.model)
-    size = predictor.size or 28
+    size, channels = predictor.size, predictor.channels
     results, failed = [], False
     for path in args.images:
         try:
@@ -89,7 +92,7 @@ def main(argv=None) -> int:
             print(f"error: {e}", file=sys.stderr)
             failed = True
             continue
-        out = predictor(image[None, :, :, None])
+        out = predictor(np.repeat(image[None, :, :, None], channels, axis=-1))  # (1, S, S, C), grey
         cls = int(out["classes"][0])
         results.append(
             {

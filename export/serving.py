@@ -90,6 +90,10 @@ class ServingModule(tf.Module):
     def __init__(self, model):
         super().__init__()
         self.model = model
+        # Saved with the module: what `serve` accepts, for clients (export.predict) to read.
+        self.image_shape = tf.Variable(
+            [model.image_size, model.image_size, model.channels], trainable=False, dtype=tf.int32
+        )
 
     @tf.function(input_signature=[tf.TensorSpec(None, tf.float32, name="images")])
     def serve(self, images):

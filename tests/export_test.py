@@ -315,6 +315,34 @@ class ExportCliTest(GlomTestCase):
             self.assertEqual([r["class"] for r in results], [expected] * 4, model)
             self.assertTrue(0 < results[0]["probability"] <= 1 and 0 < results[0]["agreement"] <= 1)
 
+    def test_predict_on_a_colour_model_of_another_size(self):
+        from PIL import Image
+
+        from export.tflite import main as tflite_main
+        from glom_tf.readout import readout
+
+        tmp = self.get_temp_dir()
+        keras.utils.set_random_seed(1)
+        config = glom_tf.get_preset("tiny").with_overrides(image_size=32, patch_size=8, channels=3)
+        model = glom_tf.build_model(config)  # untrained: only the plumbing is checked
+        path = os.path.join(tmp, "colour.keras")
+        model.save(path)
+        served = export_saved_model(model, os.path.join(tmp, "served"))
+        tflite = os.path.join(tmp, "colour.tflite")
+        self.assertEqual(call_main(tflite_main, "--model", path, "--out", tflite).returncode, 0)
+        digit = os.path.join(tmp, "digit.png")
+        Image.fromarray(np.round(255 * mnist_digits(1)[0][0, :, :, 0]).astype(np.uint8)).save(digit)
+        grey = prepare_image(digit, 32).astype("float32") / 255.0  # (32, 32)
+        x = np.repeat(grey[None, :, :, None], 3, axis=-1)  # the grey image on each channel
+        probabilities, classes, _ = readout(model(x), model.readout)
+        expected = int(np.asarray(classes)[0])
+        for artifact in (path, served, tflite):
+            run = cli("export.predict", artifact, digit, "--json")
+            self.assertEqual(run.returncode, 0, run.stderr)
+            result = json.loads(run.stdout)[0]
+            self.assertEqual(result["class"], expected, artifact)
+            self.assertAlmostEqual(result["probability"], float(np.asarray(probabilities)[0, expected]), 4)
+
     def test_prepare_image_rule(self):
         from PIL import Image
 

@@ -373,19 +373,29 @@ def render(fig) -> bytes:
     return buffer.getvalue()
 
 
-def load_image(args, size: int) -> tuple[np.ndarray, int | None, str]:
-    """(image (S, S, C) in [0, 1], its label or None, its name for the figures' titles)."""
+def load_image(args, size: int, channels: int) -> tuple[np.ndarray, int | None, str]:
+    """(image (S, S, C) in [0, 1], its label or None, its name for the figures' titles): an
+    image file prepared as by export.predict (grey, repeated over the model's channels), or a
+    dataset image resized to the model's size as in training; other channel counts refused."""
     if args.image:
         from glom_tf.images import prepare_image  # PIL, imported when an image file is given
 
-        image = unit_pixels(prepare_image(args.image, size)[..., None])
-        return image, None, os.path.basename(args.image)
+        image = unit_pixels(prepare_image(args.image, size)[..., None])  # (S, S, 1)
+        return np.repeat(image, channels, axis=-1), None, os.path.basename(args.image)
     from training import data
 
     arrays = data.load_arrays(args.dataset, args.split, args.data_dir)
+    if arrays.images.shape[-1] != channels:
+        raise UserError(
+            f"{args.dataset} images have {arrays.images.shape[-1]} channel(s); the model reads {channels}"
+        )
     if not 0 <= args.index < len(arrays.labels):
         raise UserError(f"--index {args.index} out of range 0..{len(arrays.labels) - 1}")
-    image = unit_pixels(arrays.images[args.index])
+    image = unit_pixels(arrays.images[args.index])  # (H, W, C)
+    if image.shape[0] != size:
+        import tensorflow as tf
+
+        image = tf.image.resize(image, (size, size)).numpy()  # as training.data.make_dataset
     return image, int(arrays.labels[args.index]), f"{args.dataset} {args.split} #{args.index}"
 
 
@@ -403,7 +413,7 @@ def main(argv=None) -> int:
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise UserError(f"--out {args.out}: exists and is not a directory")
     model = load_glom_model(args.model)
-    image, label, name = load_image(args, model.image_size)
+    image, label, name = load_image(args, model.image_size, model.channels)
     if args.cell and not all(0 <= c < model.grid for c in args.cell):
         raise UserError(f"--cell must be in 0..{model.grid - 1}")
     figs, curves = figures(model, image, tuple(args.cell) if args.cell else None, label, name)
