@@ -18,10 +18,8 @@ declare -A ROWS=(
   [hidden_scale_1]="hidden_scale=1.0"
   [lr_3e-3]="learning_rate=0.003"
   [steps_8]="steps=8"
-  [state_norm]="state_norm=true"
-  [loss_mse]="loss=mse"
 )
-ORDER=(base radius_2 dim_48 hidden_scale_1 lr_3e-3 steps_8 state_norm loss_mse)
+ORDER=(base radius_2 dim_48 hidden_scale_1 lr_3e-3 steps_8)
 [ $# -gt 0 ] && ORDER=("$@")
 OUTDIR=runs/recipe_$DATASET
 mkdir -p "$OUTDIR"

@@ -46,17 +46,16 @@ def presets() -> dict[str, Config]:
         state_norm=True,
         hidden_scale=1.0,
     )
-    # The accuracy recipe for full MNIST: the consensus dynamics, the island objective,
-    # 48 dims, affine augmentation, a 30-epoch cosine schedule (resumable over sittings).
-    mnist = consensus.with_overrides(
+    # The accuracy recipe for full MNIST (experiments/recipe.sh: 8 steps learn faster than 6 at
+    # the same budget): `default` at 48 dims and 8 steps, batch 128 without remat (a 7x7 grid
+    # fits in memory; 1.2x the images/s of batch 64), 7 epochs, 1,000 digits held out.
+    mnist = default.with_overrides(
         dim=48,
-        island_weight=0.3,
-        augment_shift=2,
-        augment_rotate=10.0,
-        augment_scale=0.1,
-        epochs=30,
-        decay_epochs=30,
-        warmup_steps=200,
+        attention_dim=24,
+        steps=8,
+        batch_size=128,
+        remat=False,
+        epochs=7,
         validation_size=1000,
     )
     quick = default.with_overrides(batch_size=32, warmup_steps=0, cosine_decay=False)  # no schedule
@@ -65,8 +64,7 @@ def presets() -> dict[str, Config]:
         "default": default,
         "consensus": consensus,
         "mnist": mnist,
-        # Fashion-MNIST: garments are upright and centred, so shifts only.
-        "fashion_mnist": mnist.with_overrides(dataset="fashion_mnist", augment_rotate=0.0, augment_scale=0.0),
+        "fashion_mnist": mnist.with_overrides(dataset="fashion_mnist"),
         # Quick runs: 3 levels x 16 dims, 4 steps.
         "small": quick.with_overrides(
             levels=3, dim=16, steps=4, attention_dim=8, epochs=2, learning_rate=3e-3
