@@ -2,10 +2,8 @@
 
 MODEL is a .keras file, a SavedModel directory (a version directory or a base path
 holding numbered versions) or a .tflite file. Each image (PNG/JPEG, any size or colour
-mode) is prepared the way MNIST digits were: greyscale, inverted when its border is
-bright (a dark digit on white paper), the digit's bounding box scaled so its longer side
-is 20 px, then placed in a 28x28 frame centred on its centre of mass. Transparent pixels
-become the colour that contrasts with the ink. A file that is not an image, or an image with
+mode) is prepared as `glom_tf.images.prepare_image` says (the MNIST way, in a frame of the
+model's image size), then repeated over the model's channels. A file that is not an image, or an image with
 no digit (blank: too little contrast), is a one-line error naming it (exit code 2); the
 other images are still classified.
 """

@@ -35,7 +35,10 @@ def _greyscale(image) -> np.ndarray:
 
 
 def prepare_image(path: str, size: int = 28) -> np.ndarray:
-    """A file -> (size, size) uint8, white digit on black, MNIST-style.
+    """A file -> (size, size) uint8, white digit on black, MNIST-style: greyscale (transparent
+    pixels filled with the colour that contrasts with the ink), inverted when the border is
+    bright, the digit's bounding box scaled so its longer side is 20/28 of `size`, placed in
+    the frame centred on its centre of mass; an image already (size, size) is used as it is.
 
     Raises UserError for a file that is not a readable image, and for an image without a
     digit (blank, or too little contrast): the model would still answer with a class.

@@ -162,7 +162,7 @@ class GlomModel(keras.Model):
         states, weights = [state], []
         if record or self.unroll_steps:
             tick = time_loop.tick_fn(self, base_seed, training)
-            skips = (state,) * len(self.skip_periods)  # the original's saved states
+            skips = time_loop.start_skips(self, state)  # the original's saved states
             for t in range(self.steps):
                 state, skips, w = tick(t, state, skips)
                 if record:

@@ -51,6 +51,11 @@ def tick_fn(model, base_seed, training: bool) -> Callable:
     return tick
 
 
+def start_skips(model, state) -> tuple:
+    """The original's skip accumulators before the first step: copies of the initial state."""
+    return (state,) * len(model.skip_periods)
+
+
 def run_steps(model, state, base_seed, training: bool):
     """The model's T steps from the initial state as one symbolic loop; returns (state,
     skips). The skip accumulators start as copies of the initial state (the original's)."""
@@ -60,8 +65,7 @@ def run_steps(model, state, base_seed, training: bool):
             lambda *args: pure(*args)[:2], state, values, model.steps, model.skip_periods
         )
     tick = tick_fn(model, base_seed, training)
-    skips = (state,) * len(model.skip_periods)
-    return run(lambda *args: tick(*args)[:2], state, skips, model.steps)
+    return run(lambda *args: tick(*args)[:2], state, start_skips(model, state), model.steps)
 
 
 def run(tick: Callable, state, skips: tuple, steps: int):

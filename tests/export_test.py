@@ -218,12 +218,35 @@ class ExportCliTest(GlomTestCase):
         self.assertEqual(open(os.path.join(out, "3")).read(), "keep")
 
     def test_saved_model_failure_leaves_no_created_directory(self):
-        from export.saved_model import export_saved_model
+        from unittest import mock
 
+        model = glom_tf.build_model(glom_tf.get_preset("tiny"))
         root = os.path.join(self.get_temp_dir(), "new")
-        with self.assertRaises(AttributeError):  # not a model: fails inside, after the mkdir
-            export_saved_model(object(), os.path.join(root, "a", "b"))
-        self.assertFalse(os.path.exists(root))
+        with mock.patch("tensorflow.saved_model.save", side_effect=RuntimeError("disk full")):
+            with self.assertRaisesRegex(RuntimeError, "disk full"):
+                export_saved_model(model, os.path.join(root, "a", "b"))
+        self.assertFalse(os.path.exists(root))  # every directory it created is gone
+
+    def test_saved_model_overwrite_keeps_the_old_version_when_the_swap_fails(self):
+        from unittest import mock
+
+        model = glom_tf.build_model(glom_tf.get_preset("tiny"))
+        out = os.path.join(self.get_temp_dir(), "base")
+        os.makedirs(os.path.join(out, "1"))
+        stamp = os.path.join(out, "1", "stamp")
+        open(stamp, "w").close()
+        real_replace = os.replace
+
+        def failing_replace(src, dst):
+            if os.path.basename(src).startswith(".tmp-"):  # the new version into place
+                raise OSError("rename failed")
+            return real_replace(src, dst)
+
+        with mock.patch("export.saved_model.os.replace", side_effect=failing_replace):
+            with self.assertRaisesRegex(OSError, "rename failed"):
+                export_saved_model(model, out, overwrite=True)
+        self.assertTrue(os.path.exists(stamp))  # the old version is back in place
+        self.assertEqual(os.listdir(out), ["1"])  # no .tmp- or .old- directory left
 
     def test_saved_model_cli_refuses_what_it_cannot_export(self):
         from export.saved_model import main
