@@ -211,3 +211,37 @@ class VisualizeCliTest(GlomTestCase):
         )  # fmt: skip
         self.assertEqual(bad.returncode, 2)
         self.assertEqual(len(bad.stderr.strip().splitlines()), 1, bad.stderr)
+
+    def test_models_of_another_size_and_channel_count(self):
+        from PIL import Image
+
+        tmp = self.get_temp_dir()
+        tiny = glom_tf.get_preset("tiny").with_overrides(image_size=32, patch_size=8)
+        paths = {}
+        for name, channels in (("grey", 1), ("colour", 3)):
+            paths[name] = os.path.join(tmp, f"{name}.keras")
+            glom_tf.build_model(tiny.with_overrides(channels=channels)).save(paths[name])
+        digit = np.zeros((28, 28), np.uint8)
+        digit[6:22, 12:16] = 255  # a stroke: a "1"
+        Image.fromarray(digit).save(os.path.join(tmp, "one.png"))
+
+        def visualize(model, out, *source):
+            return subprocess.run(
+                [sys.executable, "-m", "training.visualize", "--model", model, "--out", out, *source],
+                cwd=REPO, env=user_env(), capture_output=True, text=True, timeout=300,
+            )  # fmt: skip
+
+        # A 28x28 MNIST digit resized to the 32x32 model, as training does.
+        run = visualize(paths["grey"], os.path.join(tmp, "a"), "--index", "3", "--data-dir", MNIST_DIR)
+        self.assertEqual(run.returncode, 0, run.stderr[-3000:])
+        self.assertTrue(os.path.exists(os.path.join(tmp, "a", "islands.png")))
+        # An image file, its grey repeated over the colour model's 3 channels.
+        run = visualize(paths["colour"], os.path.join(tmp, "b"), "--image", os.path.join(tmp, "one.png"))
+        self.assertEqual(run.returncode, 0, run.stderr[-3000:])
+        self.assertTrue(os.path.exists(os.path.join(tmp, "b", "islands.png")))
+        # One-channel MNIST into the colour model: refused in one line, nothing written.
+        run = visualize(paths["colour"], os.path.join(tmp, "c"), "--data-dir", MNIST_DIR)
+        self.assertEqual(run.returncode, 2, run.stderr)
+        self.assertEqual(len(run.stderr.strip().splitlines()), 1, run.stderr)
+        self.assertIn("channel", run.stderr)
+        self.assertFalse(os.path.exists(os.path.join(tmp, "c")))
