@@ -21,15 +21,24 @@ declare -A ROWS=(
 )
 ORDER=(base radius_2 dim_48 hidden_scale_1 lr_3e-3 steps_8)
 [ $# -gt 0 ] && ORDER=("$@")
+for row in "${ORDER[@]}"; do  # every name checked before any training
+  [ -n "${ROWS[$row]+x}" ] || { echo "error: unknown row $row (rows: ${!ROWS[*]})" >&2; exit 2; }
+done
 OUTDIR=runs/recipe_$DATASET
 mkdir -p "$OUTDIR"
 for row in "${ORDER[@]}"; do
-  [ -n "${ROWS[$row]+x}" ] || { echo "error: unknown row $row" >&2; exit 2; }
   work=$OUTDIR/$row
   sets=(--set train_size=6000 --set validation_size=1000 --set dataset="$DATASET")
   for s in ${ROWS[$row]}; do sets+=(--set "$s"); done
-  [ -f "$work/metrics.json" ] || python -m training.fit --preset default --data-dir "$DATA" --workdir "$work" \
-    --epochs 3 --quiet "${sets[@]}" > "$work.log" 2>&1 || { echo "error: $row failed, see $work.log" >&2; exit 1; }
+  # A finished row is not retrained (fit says so); a changed row is refused by fit (other config).
+  status=0
+  python -m training.fit --preset default --data-dir "$DATA" --workdir "$work" --epochs 3 --quiet \
+    "${sets[@]}" > "$work.log" 2>&1 || status=$?
+  if [ "$status" -ne 0 ]; then
+    tail -n 1 "$work.log" >&2
+    echo "error: row $row failed (exit $status), see $work.log" >&2
+    exit "$status"
+  fi
   echo "${ROWS[$row]:-none (the preset)}" > "$work.change"
 done
 python - "$OUTDIR" "${ORDER[@]}" <<'PY'
@@ -40,6 +49,7 @@ print("| --- | --- | --- | --- | --- | --- | --- | --- |")
 for row in rows:
     m = json.load(open(f"{out}/{row}/metrics.json"))
     change = open(f"{out}/{row}.change").read().strip()
+    loss = "-" if m.get("train_loss") is None else f"{m['train_loss']:.3f}"
     print(f"| {row} | `{change}` | {m['parameters']:,} | {m['accuracy_vote']:.3f} | {m['accuracy_mean']:.3f} | "
-          f"{m['agreement']:.3f} | {m['train_loss']:.3f} | {m['train_seconds']:.0f} |")
+          f"{m['agreement']:.3f} | {loss} | {m['train_seconds']:.0f} |")
 PY
