@@ -80,7 +80,8 @@ class ConfigTest(GlomTestCase):
     def test_presets_are_valid_and_serialisable(self):
         table = presets()
         self.assertEqual(
-            sorted(table), ["consensus", "default", "fashion_mnist", "mnist", "seed", "small", "tiny"]
+            sorted(table),
+            ["consensus", "default", "fashion_mnist", "islands", "mnist", "seed", "small", "tiny"],
         )
         for name, config in table.items():
             self.assertIsInstance(config, Config)

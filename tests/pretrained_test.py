@@ -25,6 +25,21 @@ def _accuracy(model_path: str, images: np.ndarray, labels: np.ndarray) -> tuple[
 
 
 class PretrainedTest(GlomTestCase):
+    def test_presets_are_the_recipes_of_the_committed_models(self):
+        import json
+
+        from glom_tf.presets import get_preset
+
+        for preset in ("mnist", "fashion_mnist", "consensus"):
+            folder = {"consensus": "mnist_consensus"}.get(preset, preset)
+            with open(os.path.join(REPO, "pretrained", folder, "config.json")) as f:
+                saved = json.load(f)
+            config = json.loads(get_preset(preset).to_json())
+            # the consensus model card's command sets these two
+            overrides = {"consensus": {"epochs": 3, "validation_size": 1000}}.get(preset, {})
+            for key, value in saved.items():
+                self.assertEqual(overrides.get(key, config[key]), value, f"{preset}: {key}")
+
     def test_mnist_model_on_real_test_digits(self):
         images, labels = mnist_digits(1000, "test")  # the official test split (or the sample offline)
         vote, mean = _accuracy(os.path.join(REPO, "pretrained", "mnist", "model.keras"), images, labels)
