@@ -26,3 +26,4 @@ row avg_isl34_w1 "${AVG[@]}" --set island_weight=1.0 --set island_scales=3,4,0
 row avg_isl45_w1 "${AVG[@]}" --set island_weight=1.0 --set island_scales=4,5,0
 row avg_top_w1 "${AVG[@]}" --set island_weight=1.0 --set island_scales=9,9,0
 row avg_l2_w1 "${AVG[@]}" --set island_weight=1.0 --set island_scales=9,4,9
+row avg_p2 "${AVG[@]}" --set patch_size=2  # the finer grid: 2x2 patches, 14x14 columns
