@@ -245,3 +245,12 @@ class VisualizeCliTest(GlomTestCase):
         self.assertEqual(len(run.stderr.strip().splitlines()), 1, run.stderr)
         self.assertIn("channel", run.stderr)
         self.assertFalse(os.path.exists(os.path.join(tmp, "c")))
+        # training.evaluate refuses it with the same check, before any evaluation.
+        run = subprocess.run(
+            [sys.executable, "-m", "training.evaluate", "--model", paths["colour"], "--dataset", "mnist",
+             "--split", "test", "--data-dir", MNIST_DIR],
+            cwd=REPO, env=user_env(), capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        self.assertEqual(run.returncode, 2, run.stderr)
+        self.assertEqual(len(run.stderr.strip().splitlines()), 1, run.stderr)
+        self.assertIn("1 channel(s); the model has 10 and 3", run.stderr)

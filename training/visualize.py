@@ -373,29 +373,26 @@ def render(fig) -> bytes:
     return buffer.getvalue()
 
 
-def load_image(args, size: int, channels: int) -> tuple[np.ndarray, int | None, str]:
+def load_image(args, model) -> tuple[np.ndarray, int | None, str]:
     """(image (S, S, C) in [0, 1], its label or None, its name for the figures' titles): an
     image file prepared as by export.predict (grey, repeated over the model's channels), or a
-    dataset image resized to the model's size as in training; other channel counts refused."""
+    dataset image as training reads it (`data.make_dataset`); a dataset the model cannot read
+    (other classes or channels) is refused."""
     if args.image:
         from glom_tf.images import prepare_image  # PIL, imported when an image file is given
 
-        image = unit_pixels(prepare_image(args.image, size)[..., None])  # (S, S, 1)
-        return np.repeat(image, channels, axis=-1), None, os.path.basename(args.image)
+        image = unit_pixels(prepare_image(args.image, model.image_size)[..., None])  # (S, S, 1)
+        return np.repeat(image, model.channels, axis=-1), None, os.path.basename(args.image)
     from training import data
 
     arrays = data.load_arrays(args.dataset, args.split, args.data_dir)
-    if arrays.images.shape[-1] != channels:
-        raise UserError(
-            f"{args.dataset} images have {arrays.images.shape[-1]} channel(s); the model reads {channels}"
-        )
+    data.check_fits(arrays, model, args.dataset)
     if not 0 <= args.index < len(arrays.labels):
         raise UserError(f"--index {args.index} out of range 0..{len(arrays.labels) - 1}")
-    image = unit_pixels(arrays.images[args.index])  # (H, W, C)
-    if image.shape[0] != size:
-        import tensorflow as tf
-
-        image = tf.image.resize(image, (size, size)).numpy()  # as training.data.make_dataset
+    pick = slice(args.index, args.index + 1)
+    one = data.Arrays(arrays.images[pick], arrays.labels[pick], arrays.source, arrays.num_classes)
+    images, _ = next(iter(data.make_dataset(one, 1, model.image_size)))  # scaled, resized as in training
+    image = images[0].numpy()  # (S, S, C) in [0, 1]
     return image, int(arrays.labels[args.index]), f"{args.dataset} {args.split} #{args.index}"
 
 
@@ -413,7 +410,7 @@ def main(argv=None) -> int:
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise UserError(f"--out {args.out}: exists and is not a directory")
     model = load_glom_model(args.model)
-    image, label, name = load_image(args, model.image_size, model.channels)
+    image, label, name = load_image(args, model)
     if args.cell and not all(0 <= c < model.grid for c in args.cell):
         raise UserError(f"--cell must be in 0..{model.grid - 1}")
     figs, curves = figures(model, image, tuple(args.cell) if args.cell else None, label, name)
