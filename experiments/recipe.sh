@@ -18,6 +18,12 @@ declare -A ROWS=(
   [hidden_scale_1]="hidden_scale=1.0"
   [lr_3e-3]="learning_rate=0.003"
   [steps_8]="steps=8"
+  [loss_mse]="loss=mse"
+  [clipnorm_1]="clipnorm=1.0"
+  [no_top_down]="top_down=false"
+  [normalize]="normalize=true"
+  [normalize_hs_03]="normalize=true hidden_scale=0.3"
+  [normalize_mse]="normalize=true loss=mse"
 )
 ORDER=(base radius_2 dim_48 hidden_scale_1 lr_3e-3 steps_8)
 [ $# -gt 0 ] && ORDER=("$@")
