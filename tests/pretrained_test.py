@@ -9,10 +9,11 @@ from glom_tf.cli import load_glom_model
 from tests.test_case import REPO, GlomTestCase, mnist_digits
 from training.metrics import readout_figures
 
-# The model cards: MNIST 98.15% and Fashion-MNIST 83.4% on the full test splits; on the first
-# 1,000 test images (used here) they score 97.9% and 84.0% (vote). Inference is deterministic.
+# The model cards: MNIST 98.15% and Fashion-MNIST 88.3% on the full test splits; on the first
+# 1,000 test images (used here) they score 97.9% and 88.5% (vote). Inference is deterministic;
+# the bounds sit a point or so below, above the previous Fashion-MNIST model (84.0% here).
 MNIST_BOUND = 0.97
-FASHION_BOUND = 0.82
+FASHION_BOUND = 0.87
 FASHION_DIR = os.environ.get("GLOM_FASHION_DIR", "/usr/share/datasets/fashion-mnist")
 
 
