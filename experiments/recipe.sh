@@ -22,9 +22,6 @@ declare -A ROWS=(
   [clipnorm_1]="clipnorm=1.0"
   [no_top_down]="top_down=false"
   [normalize]="normalize=true"
-  [s8_lr_2e-2]="steps=8 learning_rate=0.02 clipnorm=1.0"
-  [s8_lr_4e-2]="steps=8 learning_rate=0.04 clipnorm=1.0"
-  [s8_hidden_scale_03]="steps=8 hidden_scale=0.3"
 )
 ORDER=(base radius_2 dim_48 hidden_scale_1 lr_3e-3 steps_8)
 [ $# -gt 0 ] && ORDER=("$@")
