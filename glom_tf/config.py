@@ -74,6 +74,9 @@ class ModelConfig:
     # 0 = the whole object is one island (negatives: other images). () = 2, 3, ..., then 0 at the top.
     island_scales: tuple[int, ...] = ()
     island_threshold: float = 0.9  # cosine above which two neighbouring cells share an island
+    # Part levels: weight of the term that pushes each 4-neighbouring pair of object cells out of
+    # cosine (0.5, (1 + island_threshold) / 2): one island or distinct (objectives.sharpness_loss).
+    island_sharpness: float = 0.0
     # Denoising: mask this fraction of patches in training and reconstruct them from the columns.
     denoise_weight: float = 0.0
     mask_ratio: float = 0.25
@@ -179,6 +182,11 @@ class ModelConfig:
             ),
             (all(s >= 0 for s in self.island_scales), "island_scales must be >= 0"),
             (-1.0 < self.island_threshold < 1.0, "island_threshold must be in (-1, 1)"),
+            (self.island_sharpness >= 0.0, "island_sharpness must be >= 0"),
+            (
+                not self.island_sharpness or (self.island_weight > 0 and self.island_threshold > 0),
+                "island_sharpness needs island_weight > 0 and island_threshold > 0",
+            ),
             (self.denoise_weight >= 0.0, "denoise_weight must be >= 0"),
             (0.0 < self.mask_ratio < 1.0, "mask_ratio must be in (0, 1)"),
         ]

@@ -187,7 +187,10 @@ class GlomModel(keras.Model):
         if self.island_weight:  # in training and evaluation (a figure of the islands)
             scales = self.spec.resolved_island_scales
             mask = self.object_mask(images)  # (B, h, w)
-            term = objectives.island_loss(out["state"], mask, scales, self.island_temperature)
+            term = objectives.island_loss(
+                out["state"], mask, scales, self.island_temperature,
+                self.island_sharpness, (1.0 + self.island_threshold) / 2,
+            )  # fmt: skip
             self.add_loss(self.island_weight * term)
         if training and self.decoder is not None:
             b, g = ops.shape(out["state"])[0], self.grid

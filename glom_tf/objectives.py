@@ -11,8 +11,13 @@ object's cells, as a contrastive (InfoNCE) loss with a spatial scale per level:
   object mean and pushed from the other images' means in the batch: one island per object,
   no collapse to one vector for every image.
 
-Vectors are compared by cosine similarity over `temperature`. `denoise_loss` is the mean
-squared error of reconstructed patch pixels on the masked patches.
+Vectors are compared by cosine similarity over `temperature`. The contrastive part term is
+content with a smooth gradient of vectors along a stroke (every neighbour pair similar, distant
+cells different) that has no islands at a cosine threshold; `sharpness_loss` (weight
+`sharpness`, part levels) asks every pair of 4-neighbouring object cells to either share an
+island (cosine >= `high`) or be distinct (cosine <= `DISTINCT_COSINE`): piecewise-constant
+islands. `denoise_loss` is the mean squared error of reconstructed patch pixels on the masked
+patches.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import numpy as np
 from keras import ops
 
 NEG_INF = -1e9
+DISTINCT_COSINE = 0.5  # sharpness_loss: neighbouring cells of different islands at most this similar
 
 
 def grid_relations(grid: int, scale: int) -> tuple[np.ndarray, np.ndarray]:
@@ -70,8 +76,24 @@ def object_island_loss(vectors, mask, temperature: float):
     return ops.sum(per_cell * mask) / ops.maximum(ops.sum(mask), 1.0)
 
 
-def island_loss(state, mask, scales: tuple[int, ...], temperature: float):
-    """state (B, h, w, L, D), mask (B, h, w) -> scalar: the mean over updated levels 1..L-1.
+def sharpness_loss(vectors, mask, high: float, low: float = DISTINCT_COSINE):
+    """vectors (B, n, D), mask (B, n) -> scalar: the mean over pairs of 4-neighbouring object
+    cells of 4 relu(c - low) relu(high - c) / (high - low)^2, c their cosine: 0 outside
+    (low, high), 1 midway; its gradient pushes c to the nearer end."""
+    grid = int(round(vectors.shape[1] ** 0.5))
+    positives, _ = grid_relations(grid, 1)
+    unit = _normalise(vectors)
+    cosine = ops.einsum("bnd,bmd->bnm", unit, unit)  # (B, n, n)
+    pairs = ops.convert_to_tensor(positives)[None] * mask[:, :, None] * mask[:, None, :]  # (B, n, n)
+    penalty = ops.relu(cosine - low) * ops.relu(high - cosine) * (4.0 / (high - low) ** 2)
+    return ops.sum(penalty * pairs) / ops.maximum(ops.sum(pairs), 1.0)
+
+
+def island_loss(
+    state, mask, scales: tuple[int, ...], temperature: float, sharpness: float = 0.0, high: float = 0.95
+):
+    """state (B, h, w, L, D), mask (B, h, w) -> scalar: the mean over updated levels 1..L-1 of
+    each level's term (part levels: contrastive + sharpness x `sharpness_loss`).
     Computed in float32 (under mixed precision too)."""
     state = ops.cast(state, "float32")
     b, h, w, levels, d = ops.shape(state)[0], state.shape[1], state.shape[2], state.shape[3], state.shape[4]
@@ -80,7 +102,10 @@ def island_loss(state, mask, scales: tuple[int, ...], temperature: float):
     for level, scale in zip(range(1, levels), scales):
         vectors = ops.reshape(state[:, :, :, level], (b, h * w, d))  # (B, n, D)
         if scale > 0:
-            terms.append(part_island_loss(vectors, mask, scale, temperature))
+            term = part_island_loss(vectors, mask, scale, temperature)
+            if sharpness:
+                term = term + sharpness * sharpness_loss(vectors, mask, high)
+            terms.append(term)
         else:
             terms.append(object_island_loss(vectors, mask, temperature))
     return ops.mean(ops.stack(terms))

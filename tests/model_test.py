@@ -7,7 +7,7 @@ import tensorflow as tf
 import glom_tf
 from glom_tf import islands
 from glom_tf.readout import CellLoss, readout
-from tests.objectives_test import object_reference, part_reference
+from tests.objectives_test import object_reference, part_reference, sharpness_reference
 from tests.test_case import GlomTestCase, mnist_digits
 from training.recipe import compile_model
 
@@ -162,7 +162,7 @@ class GlomModelTest(GlomTestCase):
         self.assertIn(f"JAX-OK {4274 + 3 * 8 * 49 + 49}", out)
 
 
-OBJECTIVES = {"island_weight": 0.5, "denoise_weight": 2.0, "loss": "crossentropy"}
+OBJECTIVES = {"island_weight": 0.5, "island_sharpness": 0.7, "denoise_weight": 2.0, "loss": "crossentropy"}
 
 
 def numpy_patches(images, p=7):
@@ -204,8 +204,10 @@ class ModelObjectivesTest(GlomTestCase):
         self.assertAllClose(out["scores"], scores, atol=1e-6)
         state = np.asarray(out["state"])  # (B, 4, 4, 3, 8)
         mask = islands.object_mask(x, 4).reshape(4, 16).astype("float32")
+        level1 = state[:, :, :, 1].reshape(4, 16, 8)
         island = (
-            part_reference(state[:, :, :, 1].reshape(4, 16, 8), mask, 2, 0.1)  # scales (2, 0)
+            part_reference(level1, mask, 2, 0.1)  # scales (2, 0)
+            + 0.7 * sharpness_reference(level1, mask, (1 + 0.9) / 2)  # island_threshold 0.9
             + object_reference(state[:, :, :, 2].reshape(4, 16, 8), mask, 0.1)
         ) / 2
         patches, masked = numpy_patches(x), np.asarray(out["masked"])

@@ -57,6 +57,25 @@ def object_reference(vectors, mask, temperature):
     return np.mean(losses)
 
 
+def sharpness_reference(vectors, mask, high, low=0.5):
+    """NumPy, pair by pair: the mean over ordered pairs (i, j) of 4-neighbouring object cells
+    (no wrap-around) of the penalty 4 (c - low)(high - c) / (high - low)^2 where the cosine c
+    lies in (low, high), else 0."""
+    b, n, _ = vectors.shape
+    grid = int(round(np.sqrt(n)))
+    u = unit(vectors)
+    penalties = []
+    for image in range(b):
+        for i in range(n):
+            for j in range(n):
+                (yi, xi), (yj, xj) = divmod(i, grid), divmod(j, grid)
+                if mask[image, i] and mask[image, j] and abs(yi - yj) + abs(xi - xj) == 1:
+                    c = u[image, i] @ u[image, j]
+                    inside = low < c < high
+                    penalties.append(4 * (c - low) * (high - c) / (high - low) ** 2 if inside else 0.0)
+    return np.mean(penalties)
+
+
 def random_inputs(seed, b=3, grid=4, d=5, p=0.7):
     rng = np.random.default_rng(seed)
     vectors = rng.normal(size=(b, grid * grid, d)).astype("float32")
@@ -136,6 +155,40 @@ class ObjectivesTest(GlomTestCase):
         self.assertTrue(np.all(np.isfinite(grad)))
         self.assertAllEqual(grad[:, :, :, 0], np.zeros_like(grad[:, :, :, 0]))  # level 0: no term
         self.assertGreater(np.abs(grad[:, :, :, 1:]).max(), 0.0)
+
+    def test_sharpness_loss_matches_the_definition(self):
+        for seed, high in ((10, 0.95), (11, 0.8)):
+            vectors, mask = random_inputs(seed, d=3)  # few dimensions: many cosines inside (0.5, high)
+            got = float(objectives.sharpness_loss(vectors, mask, high))
+            expected = sharpness_reference(vectors, mask, high)
+            self.assertGreater(expected, 0.0)
+            self.assertAllClose(got, expected, rtol=1e-4)
+
+    def test_sharpness_is_zero_on_islands_and_one_midway(self):
+        designed = islands_state()[:, :, :, 1].reshape(2, 16, 6)  # two islands, orthogonal
+        mask = np.ones((2, 16), "float32")
+        self.assertAllClose(float(objectives.sharpness_loss(designed, mask, 0.95)), 0.0)
+        # Every neighbouring pair at cosine 0.725 (midway between 0.5 and 0.95): penalty 1.
+        # Cell (y, x) gets the unit vector at angle a (y + x): neighbours differ by a.
+        a = np.arccos(0.725)
+        y, x = np.divmod(np.arange(16), 4)
+        vectors = np.stack([np.cos(a * (y + x)), np.sin(a * (y + x))], -1)[None].astype("float32")
+        self.assertAllClose(float(objectives.sharpness_loss(vectors, mask[:1], 0.95)), 1.0, rtol=1e-5)
+
+    def test_island_loss_adds_the_sharpness_at_part_levels(self):
+        rng = np.random.default_rng(12)
+        state = rng.normal(size=(3, 4, 4, 3, 3)).astype("float32")  # (B, h, w, L, D)
+        mask = rng.random((3, 4, 4)) < 0.7
+        mask[:, 1, 1] = mask[:, 1, 2] = True
+        flat = mask.reshape(3, 16).astype("float32")
+        level1 = state[:, :, :, 1].reshape(3, 16, 3)
+        expected = (
+            part_reference(level1, flat, 2, 0.1)
+            + 0.5 * sharpness_reference(level1, flat, 0.9)
+            + object_reference(state[:, :, :, 2].reshape(3, 16, 3), flat, 0.1)  # object level: none
+        ) / 2
+        got = float(objectives.island_loss(state, mask, (2, 0), 0.1, sharpness=0.5, high=0.9))
+        self.assertAllClose(got, expected, rtol=1e-4)
 
     def test_denoise_loss_on_a_known_mask(self):
         rng = np.random.default_rng(8)

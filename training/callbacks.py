@@ -80,7 +80,8 @@ LOG_DESCRIPTIONS = {
     "agreement": "Fraction of an image's cells whose own vote is the class the model answers (its "
     "`readout`), averaged over images; all cells, not only the digit's.",
     "island_loss": "The island objective (glom_tf/objectives.py: contrastive loss pulling neighbouring "
-    "object cells of each level together), unweighted.",
+    "object cells of each level together, plus island_sharpness x the term pushing neighbouring "
+    "pairs to share an island or be distinct), unweighted by island_weight.",
     "denoise_loss": "The denoising objective: mean squared error of the reconstructed masked patches, "
     "unweighted (training only).",
 }
