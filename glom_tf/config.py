@@ -222,6 +222,7 @@ class Config(ModelConfig):
     augment_shift: int = 0  # random shifts of up to this many pixels
     augment_rotate: float = 0.0  # random rotations of up to this many degrees
     augment_scale: float = 0.0  # random zoom by a factor in [1 - s, 1 + s]
+    augment_flip: bool = False  # mirror left-right with probability 1/2 (garments, not digits)
     jit_compile: bool = True
 
     def checks(self) -> list[tuple[bool, str]]:

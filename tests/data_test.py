@@ -37,10 +37,29 @@ class AugmentTest(GlomTestCase):
         arrays = Arrays(images, np.arange(8) % 10, "test", 10)
 
         class Augment:
-            augment_shift, augment_rotate, augment_scale = 2, 15.0, 0.1
+            augment_shift, augment_rotate, augment_scale, augment_flip = 2, 15.0, 0.1, False
 
         tf.random.set_seed(0)
         ((train, _),) = make_dataset(arrays, 8, 28, True, Augment(), 0).take(1)
         ((plain, _),) = make_dataset(arrays, 8, 28).take(1)
         self.assertAllClose(plain, np.repeat(pixels[None] / 255.0, 8, 0), atol=1e-6)
         self.assertGreater(float(np.abs(np.asarray(train) - np.asarray(plain)).max()), 0.5)
+
+    def test_flip_mirrors_about_half_of_the_training_images(self):
+        pixels = (pattern() * 255).astype(np.uint8)  # (28, 28, 1), not left-right symmetric
+        image, mirror = pixels / 255.0, pixels[:, ::-1] / 255.0
+        self.assertGreater(np.abs(image - mirror).max(), 0.5)
+        arrays = Arrays(np.repeat(pixels[None], 64, axis=0), np.zeros(64, np.int64), "test", 10)
+
+        class Flip:
+            augment_shift, augment_rotate, augment_scale, augment_flip = 0, 0.0, 0.0, True
+
+        tf.random.set_seed(1)
+        ((train, _),) = make_dataset(arrays, 64, 28, True, Flip(), 0).take(1)
+        train = np.asarray(train)
+        same = np.all(np.abs(train - image) < 1e-6, axis=(1, 2, 3))
+        mirrored = np.all(np.abs(train - mirror) < 1e-6, axis=(1, 2, 3))
+        self.assertTrue(np.all(same | mirrored))  # each image as it is or mirrored, nothing else
+        self.assertBetween(int(mirrored.sum()), 16, 48)  # Binomial(64, 1/2): 16-48 is > 99.9%
+        ((plain, _),) = make_dataset(arrays, 64, 28, False, Flip(), 0).take(1)  # not in evaluation
+        self.assertAllClose(plain, np.repeat(image[None], 64, 0), atol=1e-6)

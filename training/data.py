@@ -231,8 +231,9 @@ def make_dataset(
 ):
     """tf.data: (images float32 (B, S, S, C) in [0, 1], labels int32 (B,)); cached, prefetched.
 
-    Training shuffles and, with `augment` (an object with augment_shift, augment_rotate and
-    augment_scale, e.g. a Config), moves each image by a random affine transform.
+    Training shuffles and, with `augment` (an object with augment_shift, augment_rotate,
+    augment_scale and augment_flip, e.g. a Config), moves each image by a random affine
+    transform and mirrors half of them left-right.
     """
     import tensorflow as tf
 
@@ -240,10 +241,12 @@ def make_dataset(
     ds = ds.cache()
     if training:
         ds = ds.shuffle(min(len(arrays.labels), 60_000), seed=seed, reshuffle_each_iteration=True)
-    shift, rotate, scale = (
-        (augment.augment_shift, augment.augment_rotate, augment.augment_scale) if augment else (0, 0.0, 0.0)
+    shift, rotate, scale, flip = (
+        (augment.augment_shift, augment.augment_rotate, augment.augment_scale, augment.augment_flip)
+        if augment
+        else (0, 0.0, 0.0, False)
     )
-    moves = training and (shift or rotate or scale)
+    moves, flips = training and (shift or rotate or scale), training and flip
 
     def prepare(image, label):
         image = tf.image.convert_image_dtype(image, tf.float32)  # uint8 -> [0, 1]
@@ -251,6 +254,8 @@ def make_dataset(
             image = tf.image.resize(image, (image_size, image_size))
         if moves:
             image = random_affine(image, shift, rotate, scale)
+        if flips:
+            image = tf.image.random_flip_left_right(image)
         return image, label
 
     ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
