@@ -10,7 +10,7 @@ import keras
 import numpy as np
 
 import glom_tf.model  # noqa: F401  (registers the model classes for loading)
-from tests.test_case import MNIST_DIR, REPO, GlomTestCase, user_env
+from tests.test_case import REPO, GlomTestCase, mnist_dir, user_env
 
 FIT = (
     "import os, sys, json\n"
@@ -40,12 +40,8 @@ def result(run):
 
 
 class DistributeTest(GlomTestCase):
-    def setUp(self):
-        super().setUp()
-        self.skip_without_mnist_files()
-
     def fit(self, workdir, strategy, env=None, wait=True, learning_rate=1e-6):
-        cmd = [sys.executable, "-c", FIT, workdir, MNIST_DIR, strategy, str(learning_rate)]
+        cmd = [sys.executable, "-c", FIT, workdir, mnist_dir(), strategy, str(learning_rate)]
         env = user_env(**(env or {}))
         if wait:
             return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)

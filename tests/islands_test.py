@@ -15,7 +15,7 @@ from glom_tf.islands import (
     settling_curves,
 )
 from glom_tf.readout import readout
-from tests.test_case import MNIST_DIR, REPO, GlomTestCase, mnist_digits, user_env
+from tests.test_case import REPO, GlomTestCase, mnist_digits, mnist_dir, user_env
 
 A = np.array([1.0, 0.0, 0.0])
 B = np.array([0.6, 0.8, 0.0])  # cos(A, B) = 0.6: below the 0.9 threshold
@@ -184,10 +184,6 @@ class ParseTreeTest(GlomTestCase):
 
 
 class VisualizeCliTest(GlomTestCase):
-    def setUp(self):
-        super().setUp()
-        self.skip_without_mnist_files()
-
     def test_writes_the_pictures(self):
         tmp = self.get_temp_dir()
         config = glom_tf.get_preset("tiny").with_overrides(steps=3)
@@ -197,7 +193,7 @@ class VisualizeCliTest(GlomTestCase):
         out = os.path.join(tmp, "pictures")
         run = subprocess.run(
             [sys.executable, "-m", "training.visualize", "--model", path, "--out", out,
-             "--dataset", "mnist", "--index", "7", "--data-dir", MNIST_DIR],
+             "--dataset", "mnist", "--index", "7", "--data-dir", mnist_dir()],
             cwd=REPO, env=user_env(), capture_output=True, text=True, timeout=300,
         )  # fmt: skip
         self.assertEqual(run.returncode, 0, run.stderr[-3000:])
@@ -206,7 +202,7 @@ class VisualizeCliTest(GlomTestCase):
                 self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n", name)
         bad = subprocess.run(
             [sys.executable, "-m", "training.visualize", "--model", path, "--out", out,
-             "--index", "99999999", "--data-dir", MNIST_DIR],
+             "--index", "99999999", "--data-dir", mnist_dir()],
             cwd=REPO, env=user_env(), capture_output=True, text=True, timeout=300,
         )  # fmt: skip
         self.assertEqual(bad.returncode, 2)
@@ -232,7 +228,7 @@ class VisualizeCliTest(GlomTestCase):
             )  # fmt: skip
 
         # A 28x28 MNIST digit resized to the 32x32 model, as training does.
-        run = visualize(paths["grey"], os.path.join(tmp, "a"), "--index", "3", "--data-dir", MNIST_DIR)
+        run = visualize(paths["grey"], os.path.join(tmp, "a"), "--index", "3", "--data-dir", mnist_dir())
         self.assertEqual(run.returncode, 0, run.stderr[-3000:])
         self.assertTrue(os.path.exists(os.path.join(tmp, "a", "islands.png")))
         # An image file, its grey repeated over the colour model's 3 channels.
@@ -240,7 +236,7 @@ class VisualizeCliTest(GlomTestCase):
         self.assertEqual(run.returncode, 0, run.stderr[-3000:])
         self.assertTrue(os.path.exists(os.path.join(tmp, "b", "islands.png")))
         # One-channel MNIST into the colour model: refused in one line, nothing written.
-        run = visualize(paths["colour"], os.path.join(tmp, "c"), "--data-dir", MNIST_DIR)
+        run = visualize(paths["colour"], os.path.join(tmp, "c"), "--data-dir", mnist_dir())
         self.assertEqual(run.returncode, 2, run.stderr)
         self.assertEqual(len(run.stderr.strip().splitlines()), 1, run.stderr)
         self.assertIn("channel", run.stderr)
@@ -248,7 +244,7 @@ class VisualizeCliTest(GlomTestCase):
         # training.evaluate refuses it with the same check, before any evaluation.
         run = subprocess.run(
             [sys.executable, "-m", "training.evaluate", "--model", paths["colour"], "--dataset", "mnist",
-             "--split", "test", "--data-dir", MNIST_DIR],
+             "--split", "test", "--data-dir", mnist_dir()],
             cwd=REPO, env=user_env(), capture_output=True, text=True, timeout=300,
         )  # fmt: skip
         self.assertEqual(run.returncode, 2, run.stderr)

@@ -15,7 +15,7 @@ import tempfile
 
 import numpy as np
 
-from tests.test_case import MNIST_DIR, GlomTestCase
+from tests.test_case import GlomTestCase, mnist_dir
 
 EPOCHS = 2
 STEPS = 300 // 32  # optimizer steps per epoch (train_size 300, batch 32, remainder dropped)
@@ -68,8 +68,6 @@ class TensorBoardTest(GlomTestCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        if not os.path.isdir(MNIST_DIR):
-            return
         from glom_tf.presets import get_preset
         from training.train import fit
 
@@ -81,7 +79,7 @@ class TensorBoardTest(GlomTestCase):
                 config = get_preset("tiny").with_overrides(
                     train_size=300, validation_size=100, epochs=EPOCHS, jit_compile=False, **values
                 )
-                fit(config, workdir, MNIST_DIR, verbose=0)
+                fit(config, workdir, mnist_dir(), verbose=0)
         finally:
             os.chdir(cwd)
 
@@ -90,10 +88,6 @@ class TensorBoardTest(GlomTestCase):
         if cls.root:
             shutil.rmtree(cls.root, ignore_errors=True)
         super().tearDownClass()
-
-    def setUp(self):
-        super().setUp()
-        self.skip_without_mnist_files()
 
     def run_dir(self, workdir: str, run: str) -> str:
         return os.path.join(self.root, workdir, "tensorboard", run)

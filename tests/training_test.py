@@ -23,7 +23,7 @@ import types
 
 import numpy as np
 
-from tests.test_case import MNIST_DIR, REPO, GlomTestCase, user_env
+from tests.test_case import REPO, GlomTestCase, mnist_dir, user_env
 
 TINY = ["--preset", "tiny", "--set", "train_size=300", "--set", "validation_size=200", "--quiet"]
 TINY_STEPS = 300 // 32  # optimizer steps per epoch of TINY (batch 32)
@@ -233,13 +233,9 @@ class CommandErrorsTest(GlomTestCase):
 
 
 class FitEndToEndTest(GlomTestCase):
-    def setUp(self):
-        super().setUp()
-        self.skip_without_mnist_files()
-
     def test_fit_then_evaluate_and_tensorboard(self):
         workdir = os.path.join(self.get_temp_dir(), "run")
-        run = cli("training.fit", *TINY, "--epochs", "2", "--data-dir", MNIST_DIR, "--workdir", workdir)
+        run = cli("training.fit", *TINY, "--epochs", "2", "--data-dir", mnist_dir(), "--workdir", workdir)
         self.assertEqual(run.returncode, 0, run.stderr[-3000:])
         for name in ("config.json", "data.json", "metrics.json", "model.keras", "checkpoints/last.keras"):
             self.assertTrue(os.path.exists(os.path.join(workdir, name)), name)
@@ -261,7 +257,7 @@ class FitEndToEndTest(GlomTestCase):
         before = sorted(os.listdir(workdir))
         ev = cli(
             "training.evaluate", "--model", model_path, "--dataset", "mnist", "--split", "test",
-            "--data-dir", MNIST_DIR, "--limit", "300",
+            "--data-dir", mnist_dir(), "--limit", "300",
         )  # fmt: skip
         self.assertEqual(ev.returncode, 0, ev.stderr[-3000:])
         self.assertEqual(sorted(os.listdir(workdir)), before)
@@ -272,7 +268,7 @@ class FitEndToEndTest(GlomTestCase):
 
         out = os.path.join(self.get_temp_dir(), "eval50.json")
         small = call_main(
-            evaluate_main, "--model", model_path, "--split", "test", "--data-dir", MNIST_DIR,
+            evaluate_main, "--model", model_path, "--split", "test", "--data-dir", mnist_dir(),
             "--limit", "50", "--out", out,
         )  # fmt: skip
         self.assertEqual(small.returncode, 0, small.stderr)
@@ -289,7 +285,7 @@ class FitEndToEndTest(GlomTestCase):
         # from Keras, the readouts in numpy, the matrix by a loop.
         from training.data import load_idx
 
-        images, labels = load_idx(MNIST_DIR, "test")
+        images, labels = load_idx(mnist_dir(), "test")
         model = load_checkpoint(model_path)
         self.assertEqual(model.readout, "mean")
         scores = np.asarray(model(images[:300].astype("float32") / 255.0, training=False))
@@ -310,11 +306,11 @@ class FitEndToEndTest(GlomTestCase):
         )
 
         # A finished run, run again, says so and does not retrain.
-        again = cli("training.fit", *TINY, "--epochs", "2", "--data-dir", MNIST_DIR, "--workdir", workdir)
+        again = cli("training.fit", *TINY, "--epochs", "2", "--data-dir", mnist_dir(), "--workdir", workdir)
         self.assertEqual(again.returncode, 0, again.stderr[-2000:])
         self.assertIn("already trained", again.stdout)
         # A different config in the same workdir is refused.
-        other = cli("training.fit", *TINY, "--set", "dim=12", "--data-dir", MNIST_DIR, "--workdir", workdir)
+        other = cli("training.fit", *TINY, "--set", "dim=12", "--data-dir", mnist_dir(), "--workdir", workdir)
         one_line_error(self, other, needle="different config")
 
     def test_continuation_trains_on_the_config_schedule_and_the_workdir_is_guarded(self):
@@ -326,7 +322,7 @@ class FitEndToEndTest(GlomTestCase):
         args = [
             "--preset", "tiny", "--set", "cosine_decay=true", "--set", "warmup_steps=5",
             "--set", "train_size=600", "--set", "validation_size=100", "--quiet",
-            "--data-dir", MNIST_DIR, "--workdir", workdir,
+            "--data-dir", mnist_dir(), "--workdir", workdir,
         ]  # fmt: skip
         steps = 600 // 32
         first = cli("training.fit", *args, "--epochs", "2")
@@ -366,10 +362,10 @@ class FitEndToEndTest(GlomTestCase):
         # The same files in another directory are the same data: accepted (nothing to do).
         same = os.path.join(tmp, "same_mnist")
         os.makedirs(same, exist_ok=True)
-        for name in os.listdir(MNIST_DIR):
+        for name in os.listdir(mnist_dir()):
             if not os.path.exists(os.path.join(same, name)):
-                os.symlink(os.path.join(os.path.realpath(MNIST_DIR), name), os.path.join(same, name))
-        same_args = [a if a != MNIST_DIR else same for a in args]
+                os.symlink(os.path.join(os.path.realpath(mnist_dir()), name), os.path.join(same, name))
+        same_args = [a if a != mnist_dir() else same for a in args]
         self.assertEqual(call_main(fit_main, *same_args, "--epochs", "4").returncode, 0)
         self.assertEqual(contents(), done)
         # Other training data (the first 2,000 official digits only): refused, nothing rewritten.
@@ -377,15 +373,15 @@ class FitEndToEndTest(GlomTestCase):
         os.makedirs(other, exist_ok=True)
         from training import data
 
-        images, labels = data.load_idx(MNIST_DIR, "train")
+        images, labels = data.load_idx(mnist_dir(), "train")
         for split, n in (("train", 2000), ("test", 10)):
             image_name, label_name = data.IDX_FILES[split]
-            x, y = data.load_idx(MNIST_DIR, split) if split == "test" else (images, labels)
+            x, y = data.load_idx(mnist_dir(), split) if split == "test" else (images, labels)
             with open(os.path.join(other, image_name), "wb") as f:
                 f.write(struct.pack(">HBBIII", 0, 8, 3, n, 28, 28) + x[:n].astype(np.uint8).tobytes())
             with open(os.path.join(other, label_name), "wb") as f:
                 f.write(struct.pack(">HBBI", 0, 8, 1, n) + y[:n].astype(np.uint8).tobytes())
-        moved_args = [a if a != MNIST_DIR else other for a in args]
+        moved_args = [a if a != mnist_dir() else other for a in args]
         one_line_error(self, call_main(fit_main, *moved_args, "--epochs", "5"), needle="was trained on")
         self.assertEqual(contents(), done)
         # A workdir held by another training.fit (here: this process holds its lock).
@@ -429,7 +425,7 @@ class FitEndToEndTest(GlomTestCase):
         workdir = os.path.join(self.get_temp_dir(), "killed")
         shutil.rmtree(workdir, ignore_errors=True)
         epochs = 4
-        args = [*TINY, "--epochs", str(epochs), "--data-dir", MNIST_DIR, "--workdir", workdir]
+        args = [*TINY, "--epochs", str(epochs), "--data-dir", mnist_dir(), "--workdir", workdir]
         proc = subprocess.Popen(
             [sys.executable, "-m", "training.fit", *args], cwd=REPO, env=user_env(),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -465,7 +461,7 @@ class FitEndToEndTest(GlomTestCase):
         for i in range(2):
             workdir = os.path.join(self.get_temp_dir(), f"det{i}")
             run = cli(
-                "training.fit", *TINY, "--epochs", "1", "--seed", "3", "--data-dir", MNIST_DIR,
+                "training.fit", *TINY, "--epochs", "1", "--seed", "3", "--data-dir", mnist_dir(),
                 "--workdir", workdir,
             )  # fmt: skip
             self.assertEqual(run.returncode, 0, run.stderr[-2000:])
@@ -479,7 +475,14 @@ class FitEndToEndTest(GlomTestCase):
     def test_nan_stops_and_keeps_nothing_bad(self):
         workdir = os.path.join(self.get_temp_dir(), "nan")
         run = cli(
-            "training.fit", *TINY, "--set", "hidden_scale=1e30", "--data-dir", MNIST_DIR, "--workdir", workdir
+            "training.fit",
+            *TINY,
+            "--set",
+            "hidden_scale=1e30",
+            "--data-dir",
+            mnist_dir(),
+            "--workdir",
+            workdir,
         )
         one_line_error(self, run, code=3, needle="loss became")
         self.assertIn("no checkpoint was written", run.stderr)
@@ -511,14 +514,13 @@ class FitEndToEndTest(GlomTestCase):
 
 class BadDataTest(GlomTestCase):
     def setUp(self):
-        self.skip_without_mnist_files()
         super().setUp()
         self.bad_dir = os.path.join(self.get_temp_dir(), "bad")
         shutil.rmtree(self.bad_dir, ignore_errors=True)
         os.makedirs(self.bad_dir)
-        for name in os.listdir(MNIST_DIR):
+        for name in os.listdir(mnist_dir()):
             if name.endswith(".gz"):
-                shutil.copy(os.path.join(MNIST_DIR, name), self.bad_dir)
+                shutil.copy(os.path.join(mnist_dir(), name), self.bad_dir)
 
     def fit(self, *args):
         return cli(
