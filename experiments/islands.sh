@@ -31,6 +31,8 @@ declare -A ROWS=(
   [avg_isl23_w1_sh1]="$AVG island_weight=1.0 island_scales=2,3,0 island_sharpness=1.0"
   [avg_isl33_w1_sh1]="$AVG island_weight=1.0 island_scales=3,3,0 island_sharpness=1.0"
   [avg_isl23_w1_sh3]="$AVG island_weight=1.0 island_scales=2,3,0 island_sharpness=3.0"
+  [avg_isl33_w1_sh3]="$AVG island_weight=1.0 island_scales=3,3,0 island_sharpness=3.0"
+  [avg_isl33_w3_sh1]="$AVG island_weight=3.0 island_scales=3,3,0 island_sharpness=1.0"
   [avg_p2]="$AVG patch_size=2"  # the finer grid: 2x2 patches, 14x14 columns
 )
 ORDER=(base avg avg_beta2 avg_isl avg_learn_isl res_isl avg_isl34 avg_isl34_w1 avg_isl45_w1 avg_top_w1 avg_l2_w1)
