@@ -55,10 +55,16 @@ def presets() -> dict[str, Config]:
     full = default.with_overrides(
         dropout=0.0, steps=8, learning_rate=0.005, weight_decay=0.05, clipnorm=1.0, remat=False
     )
-    # Islands at every level (the small-budget islands table's `avg` row): `consensus` with the
-    # four terms' weights fixed and equal (`consensus`'s learned weights trained on full MNIST
-    # gave no middle-level islands: README, Islands).
-    islands = consensus.with_overrides(learned_update_weights=False)
+    # Islands at every level (pretrained/mnist_islands; README, Islands): `consensus` with the
+    # four terms' weights fixed and equal, and the island objective with its sharpness term
+    # (parts at level 1 against cells 3 apart, one island per object at the top), 2 epochs.
+    islands = consensus.with_overrides(
+        learned_update_weights=False,
+        island_weight=3.0,
+        island_scales=(3, 3, 0),
+        island_sharpness=1.0,
+        epochs=2,
+    )
     # Quick runs and tests: no schedule, no dropout.
     quick = default.with_overrides(batch_size=32, warmup_steps=0, cosine_decay=False, dropout=0.0)
     return {

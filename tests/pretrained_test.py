@@ -31,13 +31,17 @@ class PretrainedTest(GlomTestCase):
 
         from glom_tf.presets import get_preset
 
-        for preset in ("mnist", "fashion_mnist", "consensus"):
-            folder = {"consensus": "mnist_consensus"}.get(preset, preset)
+        for preset in ("mnist", "fashion_mnist", "consensus", "islands"):
+            folder = {"consensus": "mnist_consensus", "islands": "mnist_islands"}.get(preset, preset)
             with open(os.path.join(REPO, "pretrained", folder, "config.json")) as f:
                 saved = json.load(f)
             config = json.loads(get_preset(preset).to_json())
-            # the consensus model card's command sets these two
-            overrides = {"consensus": {"epochs": 3, "validation_size": 1000}}.get(preset, {})
+            # the consensus and islands model cards' commands set these
+            overrides = {
+                "consensus": {"epochs": 3, "validation_size": 1000},
+                "islands": {"validation_size": 1000},
+            }
+            overrides = overrides.get(preset, {})
             for key, value in saved.items():
                 self.assertEqual(overrides.get(key, config[key]), value, f"{preset}: {key}")
 
@@ -59,3 +63,20 @@ class PretrainedTest(GlomTestCase):
         )
         self.assertGreaterEqual(vote, FASHION_BOUND)
         self.assertGreaterEqual(mean, FASHION_BOUND)
+
+    def test_islands_model_forms_parts_and_a_whole(self):
+        """pretrained/mnist_islands on the first 200 test digits (its card: 1,000 digits): level 1
+        in 2-6 distinct islands (3.9 here), fewer than the input level; the top one island over
+        most of the digit (95.7% here)."""
+        from glom_tf.islands import level_figures, object_mask
+
+        model = load_glom_model(os.path.join(REPO, "pretrained", "mnist_islands", "model.keras"))
+        images, _ = mnist_digits(200, "test")
+        state = np.asarray(model.unroll(images, training=False, record=False)["state"])  # (B, 7, 7, 4, D)
+        figures = level_figures(state, object_mask(images, model.grid), model.island_threshold)
+        count, largest, between = figures["count"], figures["largest"], figures["mean_cosine"]
+        self.assertBetween(count[1], 2.0, 6.0)
+        self.assertLessEqual(largest[1], 0.8)
+        self.assertLessEqual(between[1], 0.5)
+        self.assertGreater(count[0], count[1])
+        self.assertGreaterEqual(largest[3], 0.93)

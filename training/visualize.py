@@ -358,7 +358,11 @@ def parse_figures(model, image: np.ndarray, states: np.ndarray, shown: list[int]
     ax.set_ylim(-0.6, levels - 1.4)
     for side in ("top", "right", "bottom"):
         ax.spines[side].set_visible(False)
-    title(fig, f"parse tree, step {shown[-1]}: islands (size in cells), each under its parent")
+    title(
+        fig,
+        f"parse tree at step {shown[-1]}: islands (size in cells),\n"
+        "each under the island above that covers most of it",
+    )
     fig.tight_layout()
     figs["parse"] = fig
     return figs
