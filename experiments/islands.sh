@@ -8,6 +8,7 @@
 # appends one JSON line per row to runs/islands/islands.jsonl; 2-7 min per row on 2 CPU cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. experiments/train_row.sh
 DATA=${1:?usage: bash experiments/islands.sh DATA_DIR [ROW ...]}
 shift
 AVG="same_level=consensus attention=similarity update=average state_norm=true hidden_scale=1.0"
@@ -44,16 +45,8 @@ OUTDIR=runs/islands
 mkdir -p "$OUTDIR"
 for row in "${ORDER[@]}"; do
   work=$OUTDIR/$row
-  # `default` as the table measured it (dropout 0, before the preset took 0.1)
-  sets=(--set train_size=4000 --set validation_size=1000 --set dropout=0.0)
+  sets=(--set train_size=4000 --set validation_size=1000)
   for s in ${ROWS[$row]}; do sets+=(--set "$s"); done
-  status=0
-  python -m training.fit --preset default --data-dir "$DATA" --workdir "$work" --epochs 3 --quiet \
-    "${sets[@]}" > "$work.log" 2>&1 || status=$?
-  if [ "$status" -ne 0 ]; then
-    tail -n 1 "$work.log" >&2
-    echo "error: row $row failed (exit $status), see $work.log" >&2
-    exit "$status"
-  fi
+  train_row "$work" "$DATA" "${sets[@]}"
   python experiments/islands.py --workdir "$work" --data-dir "$DATA" | tee -a "$OUTDIR/islands.jsonl"
 done

@@ -8,6 +8,7 @@
 # HParams trial per row) and prints a Markdown table; 3-5 min per row on 2 CPU cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. experiments/train_row.sh
 DATASET=${1:?usage: recipe.sh DATASET DATA_DIR [ROW ...]}
 DATA=${2:?usage: recipe.sh DATASET DATA_DIR [ROW ...]}
 shift 2
@@ -32,18 +33,9 @@ OUTDIR=runs/recipe_$DATASET
 mkdir -p "$OUTDIR"
 for row in "${ORDER[@]}"; do
   work=$OUTDIR/$row
-  # `default` as the table measured it (dropout 0, before the preset took 0.1)
-  sets=(--set train_size=6000 --set validation_size=1000 --set dataset="$DATASET" --set dropout=0.0)
+  sets=(--set train_size=6000 --set validation_size=1000 --set dataset="$DATASET")
   for s in ${ROWS[$row]}; do sets+=(--set "$s"); done
-  # A finished row is not retrained (fit says so); a changed row is refused by fit (other config).
-  status=0
-  python -m training.fit --preset default --data-dir "$DATA" --workdir "$work" --epochs 3 --quiet \
-    "${sets[@]}" > "$work.log" 2>&1 || status=$?
-  if [ "$status" -ne 0 ]; then
-    tail -n 1 "$work.log" >&2
-    echo "error: row $row failed (exit $status), see $work.log" >&2
-    exit "$status"
-  fi
+  train_row "$work" "$DATA" "${sets[@]}"
   echo "${ROWS[$row]:-none (the preset)}" > "$work.change"
 done
 python - "$OUTDIR" "${ORDER[@]}" <<'PY'

@@ -207,6 +207,21 @@ class CommandErrorsTest(GlomTestCase):
         checkpointer.on_epoch_end(0, {"loss": 5e24})
         self.assertFalse(os.path.exists(checkpointer.path))  # the diverged epoch is never saved
 
+    def test_a_run_saved_before_a_field_existed_still_resumes(self):
+        from glom_tf.cli import UserError
+        from glom_tf.presets import get_preset
+        from training.train import Paths, _check_workdir
+
+        config = get_preset("tiny")
+        paths = Paths(self.get_temp_dir())
+        saved = json.loads(config.to_json())
+        del saved["island_sharpness"], saved["augment_flip"]  # fields added later, at their defaults
+        with open(paths.config, "w") as f:
+            json.dump(saved, f)
+        self.assertIsNone(_check_workdir(paths, config))  # no finished run: resume
+        with self.assertRaisesRegex(UserError, "different config \\(augment_flip\\)"):
+            _check_workdir(paths, config.with_overrides(augment_flip=True))
+
     def test_atomic_writes_leave_the_usual_file_mode(self):
         # mkstemp makes 0600 files: model.keras and metrics.json were unreadable to others.
         from glom_tf.cli import write_atomic

@@ -91,7 +91,10 @@ def _check_workdir(paths: Paths, config: Config) -> dict | None:
         return None
     saved = _read_json(paths.config)
     current = json.loads(config.to_json())
-    differ = sorted(k for k in current if k != "epochs" and saved.get(k) != current[k])
+    # A field missing from a run saved before it existed has its default (fields are added with
+    # the default that keeps the old behaviour), so older runs still resume.
+    defaults = json.loads(Config().to_json())
+    differ = sorted(k for k in current if k != "epochs" and saved.get(k, defaults[k]) != current[k])
     if differ:
         raise UserError(
             f"{paths.workdir} holds a run with a different config ({', '.join(differ)}); "
