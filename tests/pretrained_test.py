@@ -36,12 +36,8 @@ class PretrainedTest(GlomTestCase):
             with open(os.path.join(REPO, "pretrained", folder, "config.json")) as f:
                 saved = json.load(f)
             config = json.loads(get_preset(preset).to_json())
-            # the consensus and islands model cards' commands set these
-            overrides = {
-                "consensus": {"epochs": 3, "validation_size": 1000},
-                "islands": {"validation_size": 1000},
-            }
-            overrides = overrides.get(preset, {})
+            # the consensus model card's command sets these
+            overrides = {"consensus": {"epochs": 3, "validation_size": 1000}}.get(preset, {})
             for key, value in saved.items():
                 self.assertEqual(overrides.get(key, config[key]), value, f"{preset}: {key}")
 
@@ -67,7 +63,7 @@ class PretrainedTest(GlomTestCase):
     def test_islands_model_forms_parts_and_a_whole(self):
         """pretrained/mnist_islands on the first 200 test digits (its card: 1,000 digits): level 1
         in 2-6 distinct islands (3.9 here), fewer than the input level; the top one island over
-        most of the digit (95.7% here)."""
+        >= 95% of the digit (99.2% here)."""
         from glom_tf.islands import level_figures, object_mask
 
         model = load_glom_model(os.path.join(REPO, "pretrained", "mnist_islands", "model.keras"))
@@ -79,4 +75,4 @@ class PretrainedTest(GlomTestCase):
         self.assertLessEqual(largest[1], 0.8)
         self.assertLessEqual(between[1], 0.5)
         self.assertGreater(count[0], count[1])
-        self.assertGreaterEqual(largest[3], 0.93)
+        self.assertGreaterEqual(largest[3], 0.95)
