@@ -37,6 +37,8 @@ declare -A ROWS=(
   # the `islands` preset (the row above) on the accuracy recipe's training: shifts, 8 steps + AdamW
   [avg_isl33_w3_sh1_shift2]="$AVG island_weight=3.0 island_scales=3,3,0 island_sharpness=1.0 augment_shift=2"
   [avg_isl33_w3_sh1_full]="$AVG island_weight=3.0 island_scales=3,3,0 island_sharpness=1.0 steps=8 learning_rate=0.005 weight_decay=0.05 clipnorm=1.0"
+  # the `islands` objective on the accuracy model's residual update (the `default` dynamics)
+  [res_isl33_w3_sh1]="island_weight=3.0 island_scales=3,3,0 island_sharpness=1.0"
   [avg_p2]="$AVG patch_size=2"  # the finer grid: 2x2 patches, 14x14 columns
   # the `islands` row on the finer grid, its negatives twice as far in cells (the same distance in pixels)
   [avg_isl66_w3_sh1_p2]="$AVG island_weight=3.0 island_scales=6,6,0 island_sharpness=1.0 patch_size=2"
