@@ -34,7 +34,8 @@ declare -A ROWS=(
   [avg_isl23_w1_sh3]="$AVG island_weight=1.0 island_scales=2,3,0 island_sharpness=3.0"
   [avg_isl33_w1_sh3]="$AVG island_weight=1.0 island_scales=3,3,0 island_sharpness=3.0"
   [avg_isl33_w3_sh1]="$AVG island_weight=3.0 island_scales=3,3,0 island_sharpness=1.0"
-  # the `islands` preset (the row above) on the accuracy recipe's training: shifts, 8 steps + AdamW
+  # the row above on the `mnist` preset's training (its shifts; its 8 steps, AdamW and clipping
+  # without remat=false, which changes only the speed): the `islands` preset at this budget
   [avg_isl33_w3_sh1_shift2]="$AVG island_weight=3.0 island_scales=3,3,0 island_sharpness=1.0 augment_shift=2"
   [avg_isl33_w3_sh1_full]="$AVG island_weight=3.0 island_scales=3,3,0 island_sharpness=1.0 steps=8 learning_rate=0.005 weight_decay=0.05 clipnorm=1.0"
   # the `islands` objective on the accuracy model's residual update (the `default` dynamics)
