@@ -5,8 +5,8 @@
 #   BATCH (default 16): both at this batch size; speed and memory ratios at equal batch.
 #   STEPS (default 3): measured training steps after the warm-up.
 #   OUR_BATCH (optional): also runs this project at a larger batch, for peak memory per image
-#   against the reference's at BATCH (its eager autograd keeps every step's activations: 268 MiB
-#   per image at batch 16, 257 at 32, measured).
+#   against the reference's at BATCH (its eager autograd keeps every step's activations: 266-268 MiB
+#   per image at batch 16 (BENCHMARKS.md), 257 at 32).
 # Needs PyTorch for the reference: pip install torch==2.13.0 (a CPU build lies on disk here).
 set -euo pipefail
 cd "$(dirname "$0")/.."
