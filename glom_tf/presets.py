@@ -76,8 +76,10 @@ def presets() -> dict[str, Config]:
         "islands": islands,
         # pretrained/mnist: 15 epochs of full MNIST with random shifts of up to 2 pixels.
         "mnist": full.with_overrides(epochs=15, augment_shift=2),
-        # pretrained/fashion_mnist: 9 epochs of full Fashion-MNIST.
-        "fashion_mnist": full.with_overrides(dataset="fashion_mnist", epochs=9),
+        # pretrained/fashion_mnist: 48 dims, left-right flips, 20 epochs of full Fashion-MNIST.
+        "fashion_mnist": full.with_overrides(
+            dataset="fashion_mnist", epochs=20, dim=48, attention_dim=24, augment_flip=True
+        ),
         # Quick runs: 3 levels x 16 dims, 4 steps.
         "small": quick.with_overrides(
             levels=3, dim=16, steps=4, attention_dim=8, epochs=2, learning_rate=3e-3
