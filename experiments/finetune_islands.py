@@ -24,29 +24,23 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def figures(model, validation, tag: str) -> None:
-    import numpy as np
+def figures(model, config, validation, tag: str) -> None:
+    """One JSON line: held-out accuracy (mean readout) and the final step's island figures."""
+    from experiments.islands import final_island_figures
+    from training import data
+    from training.metrics import readout_figures
 
-    from glom_tf.images import unit_pixels
-    from glom_tf.islands import level_figures, object_mask
-
-    images = unit_pixels(validation.images[:500])
-    states = []
-    for start in range(0, len(images), 100):
-        out = model.unroll(images[start : start + 100], training=False, record=False)
-        states.append(np.asarray(out["state"]))  # (100, h, w, L, D)
-    level = level_figures(np.concatenate(states), object_mask(images, model.grid), 0.9)
-    scores = np.asarray(model.predict(unit_pixels(validation.images), batch_size=100, verbose=0))
-    accuracy = float(np.mean(scores.mean(axis=(1, 2)).argmax(-1) == validation.labels))  # mean readout
-    rounded = {k: [None if v is None else round(v, 3) for v in vs] for k, vs in level.items()}
-    print(json.dumps({"tag": tag, "val_acc": accuracy, **rounded}), flush=True)
+    dataset = data.make_dataset(validation, 100, config.image_size)
+    accuracy = readout_figures(model, dataset, config.num_classes)["accuracy_mean"]
+    islands = final_island_figures(model, validation.images[:500])
+    print(json.dumps({"tag": tag, "val_acc": accuracy, **islands}), flush=True)
 
 
 def main() -> None:
     from glom_tf.cli import quiet_tensorflow
 
     quiet_tensorflow()
-    from glom_tf.cli import load_glom_model, parse_assignments
+    from glom_tf.cli import load_glom_model, parse_assignments, save_model_atomic
     from glom_tf.config import Config
     from glom_tf.model import build_model
     from training import data
@@ -65,7 +59,7 @@ def main() -> None:
     trained = load_glom_model(args.model)
     train, validation = load_data(config, args.data_dir)
     if args.steps == 0:
-        figures(trained, validation, "as trained")
+        figures(trained, config, validation, "as trained")
         return
     config = parse_assignments(config.with_overrides(epochs=1), args.set)
     model = build_model(config)
@@ -79,9 +73,9 @@ def main() -> None:
     history = model.fit(dataset.take(args.steps), epochs=1, verbose=0)
     logs = {k: round(float(v[-1]), 4) for k, v in history.history.items()}
     print(json.dumps({"train": logs, "seconds": round(time.time() - start)}), flush=True)
-    figures(model, validation, " ".join(args.set))
+    figures(model, config, validation, " ".join(args.set))
     if args.out:
-        model.save(args.out)
+        save_model_atomic(model, args.out)
 
 
 if __name__ == "__main__":

@@ -18,16 +18,29 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+def final_island_figures(model, images) -> dict:
+    """Per-level island figures (glom_tf/islands.py) of `images` (N, H, W[, C]) at the final step,
+    at the model's island threshold, rounded to 3 decimals."""
+    import numpy as np
+
+    from glom_tf.images import unit_pixels
+    from glom_tf.islands import level_figures, object_mask
+
+    images = unit_pixels(images)
+    states = []
+    for start in range(0, len(images), 100):
+        out = model.unroll(images[start : start + 100], training=False, record=False)
+        states.append(np.asarray(out["state"]))  # (100, h, w, L, D)
+    figures = level_figures(np.concatenate(states), object_mask(images, model.grid), model.island_threshold)
+    return {k: [None if v is None else round(v, 3) for v in vs] for k, vs in figures.items()}
+
+
 def main() -> None:
     from glom_tf.cli import quiet_tensorflow
 
     quiet_tensorflow()
-    import numpy as np
-
     from glom_tf.cli import load_glom_model
     from glom_tf.config import Config
-    from glom_tf.images import unit_pixels
-    from glom_tf.islands import level_figures, object_mask
     from training.train import load_data
 
     p = argparse.ArgumentParser()
@@ -52,20 +65,14 @@ def main() -> None:
         arrays = load_arrays("mnist", "test", args.data_dir)
     else:
         _, arrays = load_data(config, args.data_dir)
-    images = unit_pixels(arrays.images[: args.images])
-    states = []
-    for start in range(0, len(images), 100):
-        out = model.unroll(images[start : start + 100], training=False, record=False)
-        states.append(np.asarray(out["state"]))
-    figures = level_figures(np.concatenate(states), object_mask(images, model.grid), model.island_threshold)
-    rounded = {k: [None if v is None else round(v, 3) for v in vs] for k, vs in figures.items()}
+    rounded = final_island_figures(model, arrays.images[: args.images])
     print(
         json.dumps(
             {
                 "workdir": args.workdir,
                 "model": args.model,
                 "split": args.split,
-                "images": len(images),
+                "images": len(arrays.images[: args.images]),
                 "val_accuracy": metrics.get("accuracy", metrics.get("accuracy_mean")),
                 "train_seconds": metrics.get("train_seconds"),
                 "parameters": metrics.get("parameters"),
