@@ -6,6 +6,7 @@
 # Writes runs/ablations/<row>/ and prints a Markdown table; about 3 min per row on 2 CPU cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. experiments/train_row.sh
 DATA=${1:-../shared/data/mnist}
 shift || true
 declare -A ROWS=(
@@ -27,10 +28,9 @@ mkdir -p runs/ablations
 for row in "${ORDER[@]}"; do
   [ -n "${ROWS[$row]+x}" ] || { echo "error: unknown row $row" >&2; exit 2; }
   work=runs/ablations/$row
-  sets=(--set train_size=6000 --set dropout=0.0)  # `default` as the table measured it (before its dropout)
+  sets=(--set train_size=6000)
   for s in ${ROWS[$row]}; do sets+=(--set "$s"); done
-  python -m training.fit --preset default --data-dir "$DATA" --workdir "$work" --epochs 3 --quiet "${sets[@]}" > "$work.log" 2>&1 \
-    || { echo "error: $row failed, see $work.log" >&2; exit 1; }
+  train_row "$work" "$DATA" "${sets[@]}"
   echo "${ROWS[$row]:-none (the preset)}" > "$work.change"
   python -m training.evaluate --model "$work/model.keras" --dataset mnist --split test --data-dir "$DATA" \
     --out "$work/eval_mnist_test.json" --overwrite > /dev/null

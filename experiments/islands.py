@@ -10,7 +10,6 @@ the mean cosine between island means and the distinctness (glom_tf/islands.py).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -35,34 +34,39 @@ def final_island_figures(model, images) -> dict:
     return {k: [None if v is None else round(v, 3) for v in vs] for k, vs in figures.items()}
 
 
-def main() -> None:
-    from glom_tf.cli import quiet_tensorflow
-
-    quiet_tensorflow()
-    from glom_tf.cli import load_glom_model
+def main() -> int:
+    from glom_tf.cli import ArgumentParser, UserError, load_glom_model
     from glom_tf.config import Config
+    from training import data
     from training.train import load_data
 
-    p = argparse.ArgumentParser()
+    p = ArgumentParser(prog="python experiments/islands.py", description=__doc__.splitlines()[0])
     p.add_argument("--workdir")
     p.add_argument("--model", help="a .keras file (with --split test), instead of --workdir")
     p.add_argument("--data-dir")
     p.add_argument("--images", type=int, default=500)
     p.add_argument("--split", default="validation", choices=["validation", "test"])
     args = p.parse_args()
+    if not args.workdir and not args.model:
+        p.error("pass --workdir (a training.fit run) or --model M.keras with --split test")
     if not args.workdir and args.split != "test":
         p.error("--model without --workdir needs --split test (the validation split is the run's)")
+    if args.images < 1:
+        p.error(f"--images must be >= 1, got {args.images}")
     metrics = {}
     if args.workdir:
+        for name in ("config.json", "metrics.json"):
+            if not os.path.isfile(os.path.join(args.workdir, name)):
+                raise UserError(f"--workdir {args.workdir}: no {name} (not a finished training.fit run)")
         with open(os.path.join(args.workdir, "config.json")) as f:
             config = Config.from_dict(json.load(f))
         with open(os.path.join(args.workdir, "metrics.json")) as f:
             metrics = json.load(f)
     model = load_glom_model(args.model or os.path.join(args.workdir, "model.keras"))
     if args.split == "test":
-        from training.data import load_arrays
-
-        arrays = load_arrays("mnist", "test", args.data_dir)
+        dataset = config.dataset if args.workdir else "mnist"  # a model alone: MNIST, as the README's figures
+        arrays = data.load_arrays(dataset, "test", args.data_dir)
+        data.check_fits(arrays, model, dataset)
     else:
         _, arrays = load_data(config, args.data_dir)
     rounded = final_island_figures(model, arrays.images[: args.images])
@@ -80,7 +84,10 @@ def main() -> None:
             }
         )
     )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    from glom_tf.cli import run
+
+    run(main)

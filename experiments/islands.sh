@@ -40,6 +40,11 @@ declare -A ROWS=(
   [avg_isl33_w3_sh1_full]="$AVG island_weight=3.0 island_scales=3,3,0 island_sharpness=1.0 steps=8 learning_rate=0.005 weight_decay=0.05 clipnorm=1.0"
   # the `islands` objective on the accuracy model's residual update (the `default` dynamics)
   [res_isl33_w3_sh1]="island_weight=3.0 island_scales=3,3,0 island_sharpness=1.0"
+  # the `islands` row with one more capacity choice each (accuracy with the islands kept?):
+  # learned update weights, learned consensus attention, 48 dims
+  [avg_isl33_w3_sh1_learn]="$AVG island_weight=3.0 island_scales=3,3,0 island_sharpness=1.0 learned_update_weights=true"
+  [avg_isl33_w3_sh1_att]="$AVG island_weight=3.0 island_scales=3,3,0 island_sharpness=1.0 attention=learned"
+  [avg_isl33_w3_sh1_d48]="$AVG island_weight=3.0 island_scales=3,3,0 island_sharpness=1.0 dim=48 attention_dim=24"
   [avg_p2]="$AVG patch_size=2"  # the finer grid: 2x2 patches, 14x14 columns
   # the `islands` row on the finer grid, its negatives twice as far in cells (the same distance in pixels)
   [avg_isl66_w3_sh1_p2]="$AVG island_weight=3.0 island_scales=6,6,0 island_sharpness=1.0 patch_size=2"

@@ -10,7 +10,6 @@ probability difference, accuracy against the labels, and the file size.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -21,19 +20,20 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--model", required=True)
-    p.add_argument("--dataset", default="mnist")
-    p.add_argument("--data-dir", required=True)
-    p.add_argument("--limit", type=int, default=1000)
-    args = p.parse_args()
+def main() -> int:
     from export.predict import Predictor
     from export.saved_model import export_saved_model
     from export.tflite import convert
-    from glom_tf.cli import load_glom_model
+    from glom_tf.cli import ArgumentParser, load_glom_model
     from training import data
 
+    p = ArgumentParser(prog="python experiments/parity.py", description=__doc__.splitlines()[0])
+    p.add_argument("--model", required=True)
+    p.add_argument("--data-dir", required=True, help="the IDX files of the model's dataset")
+    p.add_argument("--limit", type=int, default=1000)
+    args = p.parse_args()
+    if args.limit < 1:
+        p.error(f"--limit must be >= 1, got {args.limit}")
     images, labels = data.load_idx(args.data_dir, "test")
     images, labels = images[: args.limit], labels[: args.limit]  # uint8 (N, 28, 28, 1)
     model = load_glom_model(args.model)
@@ -58,7 +58,10 @@ def main() -> None:
                 "accuracy": float(np.mean(out["classes"] == labels)),
                 "bytes": size,
             }))  # fmt: skip
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    from glom_tf.cli import run
+
+    run(main)

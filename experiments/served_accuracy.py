@@ -11,10 +11,6 @@ import gzip
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402  (after the log level is set)
-
 
 def idx(path):
     op = gzip.open if path.endswith(".gz") else open
@@ -26,20 +22,41 @@ def idx(path):
 
 
 def find(d, stem):
-    for name in os.listdir(d):
-        if name.startswith(stem):
-            return os.path.join(d, name)
-    raise SystemExit(f"no {stem} in {d}")
+    names = [n for n in sorted(os.listdir(d)) if n.startswith(stem)]
+    return os.path.join(d, names[0]) if names else None
 
 
-sm, data_dir = sys.argv[1], sys.argv[2]
-images = idx(find(data_dir, "t10k-images"))
-labels = idx(find(data_dir, "t10k-labels"))
-serve = tf.saved_model.load(sm).signatures["serving_default"]
-pred = np.concatenate(
-    [
-        serve(images=tf.constant(images[i : i + 500], tf.float32))["classes"].numpy()
-        for i in range(0, len(images), 500)
-    ]
-)
-print(f"{sm}: {int((pred == labels).sum())}/{len(labels)} = {(pred == labels).mean():.4f}")
+def fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        return fail("usage: python experiments/served_accuracy.py SAVED_MODEL_VERSION_DIR DATA_DIR")
+    sm, data_dir = argv
+    if not os.path.isfile(os.path.join(sm, "saved_model.pb")):
+        return fail(f"{sm}: no saved_model.pb (pass the version folder, e.g. DIR/1)")
+    if not os.path.isdir(data_dir):
+        return fail(f"{data_dir}: not a directory")
+    paths = [find(data_dir, "t10k-images"), find(data_dir, "t10k-labels")]
+    if None in paths:
+        return fail(f"{data_dir}: no t10k-images / t10k-labels IDX files")
+    images, labels = (idx(path) for path in paths)
+    serve = tf.saved_model.load(sm).signatures["serving_default"]
+    pred = np.concatenate(
+        [
+            serve(images=tf.constant(images[i : i + 500], tf.float32))["classes"].numpy()
+            for i in range(0, len(images), 500)
+        ]
+    )
+    print(f"{sm}: {int((pred == labels).sum())}/{len(labels)} = {(pred == labels).mean():.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow is imported
+    import numpy as np
+    import tensorflow as tf
+
+    sys.exit(main(sys.argv[1:]))

@@ -1,4 +1,4 @@
-# Sourced by recipe.sh and islands.sh: train one row of a small-budget table.
+# Sourced by ablations.sh, recipe.sh and islands.sh: train one row of a small-budget table.
 # train_row WORKDIR DATA_DIR [FIT ARGS...]: the `default` preset for 3 epochs (as the tables
 # measured it: dropout 0, before the preset took 0.1), log in WORKDIR.log; a finished row is not
 # retrained (fit says so), a changed row is refused by fit (other config); on failure prints

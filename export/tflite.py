@@ -4,9 +4,7 @@
 
 from __future__ import annotations
 
-import os
-
-from glom_tf.cli import ArgumentParser, UserError, load_glom_model, run, write_atomic
+from glom_tf.cli import ArgumentParser, check_out_file, load_glom_model, run, write_atomic
 
 QUANTIZE = ("none", "dynamic", "float16")
 
@@ -40,20 +38,6 @@ def convert(model, quantize: str = "none") -> bytes:
     return converter.convert()
 
 
-def check_out(out: str, model_path: str, overwrite: bool) -> None:
-    """Refuses an --out that is a directory, is in a missing directory, is the source model,
-    or exists (without --overwrite). Checked before the conversion."""
-    if os.path.isdir(out):
-        raise UserError(f"--out {out}: is a directory; name a .tflite file")
-    parent = os.path.dirname(os.path.abspath(out))
-    if not os.path.isdir(parent):
-        raise UserError(f"--out {out}: no directory {parent}")
-    if os.path.exists(out) and os.path.realpath(out) == os.path.realpath(model_path):
-        raise UserError(f"--out {out}: is the source model")
-    if os.path.exists(out) and not overwrite:
-        raise UserError(f"--out {out}: exists; pass --overwrite to replace it")
-
-
 def main(argv=None) -> int:
     p = ArgumentParser(prog="python -m export.tflite", description=__doc__.splitlines()[0])
     p.add_argument("--model", required=True)
@@ -61,7 +45,7 @@ def main(argv=None) -> int:
     p.add_argument("--quantize", default="none", choices=QUANTIZE)
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     args = p.parse_args(argv)
-    check_out(args.out, args.model, args.overwrite)
+    check_out_file(args.out, args.overwrite, ".tflite", source=args.model)  # before the conversion
     model = load_glom_model(args.model)
     flatbuffer = convert(model, args.quantize)
     write_atomic(args.out, flatbuffer)  # a temporary file beside it and a rename

@@ -157,6 +157,20 @@ def write_atomic(path: str, data: str | bytes) -> None:
     _replace_atomic(path, ".tmp", write)
 
 
+def check_out_file(out: str, overwrite: bool, kind: str, source: str | None = None) -> None:
+    """Refuses an --out file (`kind`: ".json", ".tflite", ...) that is a directory, lies in a
+    missing directory, is the `source` model, or exists without --overwrite: before any work."""
+    if os.path.isdir(out):
+        raise UserError(f"--out {out}: is a directory; name a {kind} file")
+    parent = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(parent):
+        raise UserError(f"--out {out}: no directory {parent}")
+    if source and os.path.exists(out) and os.path.realpath(out) == os.path.realpath(source):
+        raise UserError(f"--out {out}: is the source model")
+    if os.path.exists(out) and not overwrite:
+        raise UserError(f"--out {out}: exists; pass --overwrite to replace it")
+
+
 def save_model_atomic(model, path: str) -> None:
     """`model.save(path)` through a temporary `.keras` file and a rename (removed on failure)."""
     _replace_atomic(path, ".tmp.keras", model.save)

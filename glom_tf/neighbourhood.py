@@ -22,6 +22,11 @@ def torus_shift(x, shift: int, axis: int):
     return ops.concatenate([x[tuple(head)], x[tuple(tail)]], axis=axis)
 
 
+def neighbour_count(radius: int = 1) -> int:
+    """K = (2r+1)^2: the cells of a radius-r neighbourhood, the centre included."""
+    return (2 * radius + 1) ** 2
+
+
 def neighbour_shifts(radius: int = 1) -> list[tuple[int, int]]:
     """(row, col) roll offsets in row-major order; the centre is at index len // 2."""
     span = range(-radius, radius + 1)
@@ -52,7 +57,7 @@ class Neighbourhood(keras.layers.Layer):
         return ops.concatenate(shifted, axis=-1)  # (..., K*D)
 
     def compute_output_shape(self, input_shape):
-        k = (2 * self.radius + 1) ** 2
+        k = neighbour_count(self.radius)
         return tuple(input_shape[:-1]) + (k * input_shape[-1],)
 
     def get_config(self):

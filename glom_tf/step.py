@@ -22,7 +22,7 @@ from keras import ops
 from glom_tf import stateless
 from glom_tf.attention import SameLevelAttention
 from glom_tf.level_mlp import LevelMLP
-from glom_tf.neighbourhood import Neighbourhood
+from glom_tf.neighbourhood import Neighbourhood, neighbour_count
 
 TERMS = 4  # previous vector, bottom-up, top-down, same level
 
@@ -77,7 +77,7 @@ class GlomStep(keras.layers.Layer):
         self.normalize = normalize
 
     def build(self, input_shape):
-        levels, d, k = input_shape[3], input_shape[4], (2 * self.radius + 1) ** 2
+        levels, d, k = input_shape[3], input_shape[4], neighbour_count(self.radius)
         # Inside the step the networks see level-major rows of cells, (L, N, .) with
         # N = B*H*W: the networks of one kind then run over their levels as one batched
         # matmul, and every tensor has rank <= 5 (TFLite's limit for several ops).
@@ -127,7 +127,7 @@ class GlomStep(keras.layers.Layer):
             seeds = [stateless.offset_seed(seed, 0, 16 * i) for i in range(4)]
         b, h, w = ops.shape(state)[0], state.shape[1], state.shape[2]
         levels, d = state.shape[3], state.shape[4]
-        k = (2 * self.radius + 1) ** 2
+        k = neighbour_count(self.radius)
         x = ops.transpose(state, (3, 0, 1, 2, 4))  # (L, B, H, W, D)
         if self.normalize:  # the networks read RMS-normalised level vectors
             x = x * ops.rsqrt(ops.mean(ops.square(x), axis=-1, keepdims=True) + 1e-6)
@@ -169,7 +169,7 @@ class GlomStep(keras.layers.Layer):
         return state, ops.transpose(weights, (1, 2, 3, 0, 4))  # (B, H, W, L-1, K)
 
     def compute_output_shape(self, input_shape):
-        k = (2 * self.radius + 1) ** 2
+        k = neighbour_count(self.radius)
         return tuple(input_shape), tuple(input_shape[:3]) + (input_shape[3] - 1, k)
 
     def get_config(self):

@@ -207,6 +207,20 @@ class VisualizeCliTest(GlomTestCase):
         )  # fmt: skip
         self.assertEqual(bad.returncode, 2)
         self.assertEqual(len(bad.stderr.strip().splitlines()), 1, bad.stderr)
+        # The same --out again: the figures there are kept unless --overwrite says otherwise.
+        levels = os.path.join(out, "levels.png")
+        with open(levels, "wb") as f:
+            f.write(b"keep me")
+        again = subprocess.run(
+            [sys.executable, "-m", "training.visualize", "--model", path, "--out", out,
+             "--index", "7", "--data-dir", mnist_dir()],
+            cwd=REPO, env=user_env(), capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        self.assertEqual(again.returncode, 2, again.stderr[-3000:])
+        self.assertIn("--overwrite", again.stderr)
+        self.assertEqual(len(again.stderr.strip().splitlines()), 1, again.stderr)
+        with open(levels, "rb") as f:
+            self.assertEqual(f.read(), b"keep me")
 
     def test_models_of_another_size_and_channel_count(self):
         from PIL import Image

@@ -162,6 +162,10 @@ class CommandErrorsTest(GlomTestCase):
         for bad in ("file", os.path.join("file", "sub")):
             run = call_main(main, "--preset", "tiny", "--workdir", os.path.join(tmp, bad))
             one_line_error(self, run, needle="is not a directory")
+        # A batch larger than the training split is refused before the workdir is written,
+        # so the corrected command is not refused as "a run with a different config".
+        small = ("--data-dir", mnist_dir(), "--set", "train_size=10")
+        one_line_error(self, fit(*small), needle="exceeds 10 training examples")
         self.assertFalse(os.path.exists(workdir))  # nothing was created
 
     def test_evaluate_refuses_bad_arguments_before_any_work(self):

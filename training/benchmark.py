@@ -25,8 +25,10 @@ def forward_flops(config: Config) -> int:
     Counts the Dense layers of every network at every cell and step, as the original's
     reference does (1.24 GFLOP per training image for `seed` = 3 x forward).
     """
+    from glom_tf.neighbourhood import neighbour_count
+
     d, cells, levels = config.dim, config.grid**2, config.levels
-    k = (2 * config.radius + 1) ** 2  # neighbours
+    k = neighbour_count(config.radius)  # neighbours
     network = k * d * d + 2 * d * d  # Dense(KD -> D), Dense(D -> D), Dense(D -> D)
     groups = (levels - 1) + (levels - 2 if config.top_down else 0)
     per_cell = groups * network
@@ -130,14 +132,17 @@ def main(argv=None) -> int:
     p.add_argument("--preset", default="seed")
     p.add_argument("--batch-size", type=int, default=0, help="default: the preset's")
     p.add_argument("--steps", type=int, default=5, help="measured steps after the warm-up")
-    p.add_argument("--remat", choices=["on", "off"], default="on")
-    p.add_argument("--jit", choices=["on", "off"], default="on")
+    p.add_argument("--remat", choices=["on", "off"], help="default: the preset's")
+    p.add_argument("--jit", choices=["on", "off"], help="default: the preset's")
     p.add_argument("--precision", choices=["float32", "mixed_bfloat16"], default="float32")
     p.add_argument("--mode", choices=["train", "infer"], default="train")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = p.parse_args(argv)
-    config = get_preset(args.preset).with_overrides(remat=args.remat == "on", jit_compile=args.jit == "on")
-    config = parse_assignments(config, args.set)
+    config = parse_assignments(get_preset(args.preset), args.set)
+    if args.remat:
+        config = config.with_overrides(remat=args.remat == "on")
+    if args.jit:
+        config = config.with_overrides(jit_compile=args.jit == "on")
     if args.steps < 1:
         p.error("--steps must be >= 1")
     if args.batch_size < 0:

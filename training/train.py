@@ -146,14 +146,7 @@ def make_strategy(name: str):
 def load_data(config: Config, data_dir: str | None):
     """(train, validation) Arrays from the training split (the test split is never used)."""
     arrays = data.load_arrays(config.dataset, "train", data_dir)
-    if arrays.num_classes != config.num_classes:
-        raise UserError(
-            f"{config.dataset} has {arrays.num_classes} classes; set num_classes={arrays.num_classes}"
-        )
-    if arrays.images.shape[-1] != config.channels:
-        raise UserError(
-            f"{config.dataset} has {arrays.images.shape[-1]} channels; set channels={arrays.images.shape[-1]}"
-        )
+    data.check_fits(arrays, config, config.dataset)
     return data.split_train_validation(arrays, config.validation_size, config.train_size, config.seed)
 
 
@@ -179,22 +172,34 @@ def fit(
         existing = os.path.dirname(existing)
     if not os.path.isdir(existing):
         raise UserError(f"--workdir {workdir}: {existing} exists and is not a directory")
-    finished = _check_workdir(paths, config)
+    finished = _finished(paths, config)
     if finished is not None:
-        print(f"{workdir}: already trained for {config.epochs} epochs (metrics.json); nothing to do")
         return finished
-    train, validation = load_data(config, data_dir)  # bad data fails before the workdir is touched
+    # Bad data, batch size or strategy fail here, before the workdir is touched.
+    train, validation = load_data(config, data_dir)
+    if len(train.labels) < config.batch_size:
+        raise UserError(f"batch_size {config.batch_size} exceeds {len(train.labels)} training examples")
+    dist = make_strategy(strategy)
+    if config.batch_size % dist.num_replicas_in_sync:
+        raise UserError(f"batch_size {config.batch_size} must divide by {dist.num_replicas_in_sync} replicas")
     with locked_workdir(paths):
-        finished = _check_workdir(paths, config)  # again: another process may have finished it
+        finished = _finished(paths, config)  # again: another process may have finished it
         if finished is not None:
-            print(f"{workdir}: already trained for {config.epochs} epochs (metrics.json); nothing to do")
             return finished
         _check_data(paths, train, validation)
         write_atomic(paths.config, config.to_json() + "\n")
-        return _fit_locked(config, paths, train, validation, strategy, verbose, deterministic)
+        return _fit_locked(config, paths, train, validation, strategy, dist, verbose, deterministic)
 
 
-def _fit_locked(config, paths, train, validation, strategy, verbose, deterministic) -> dict:
+def _finished(paths: Paths, config: Config) -> dict | None:
+    """The finished run's metrics (saying so), or None when the workdir still has epochs to train."""
+    finished = _check_workdir(paths, config)
+    if finished is not None:
+        print(f"{paths.workdir}: already trained for {config.epochs} epochs (metrics.json); nothing to do")
+    return finished
+
+
+def _fit_locked(config, paths, train, validation, strategy, dist, verbose, deterministic) -> dict:
     import keras
     import tensorflow as tf
 
@@ -207,13 +212,8 @@ def _fit_locked(config, paths, train, validation, strategy, verbose, determinist
     keras.utils.set_random_seed(config.seed)
     if deterministic:
         tf.config.experimental.enable_op_determinism()
-    dist = make_strategy(strategy)
     replicas = dist.num_replicas_in_sync
-    if config.batch_size % replicas:
-        raise UserError(f"batch_size {config.batch_size} must divide by {replicas} replicas")
     steps_per_epoch = len(train.labels) // config.batch_size
-    if steps_per_epoch == 0:
-        raise UserError(f"batch_size {config.batch_size} exceeds {len(train.labels)} training examples")
     train_ds = data.make_dataset(train, config.batch_size, config.image_size, True, config, config.seed)
     val_ds = data.make_dataset(validation, max(config.batch_size, 100), config.image_size)
 

@@ -410,6 +410,7 @@ def main(argv=None) -> int:
     p.add_argument("--index", type=int, default=0)
     p.add_argument("--data-dir")
     p.add_argument("--cell", type=int, nargs=2, metavar=("ROW", "COL"), help="cell for the attention plot")
+    p.add_argument("--overwrite", action="store_true", help="replace figures already in --out")
     args = p.parse_args(argv)
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise UserError(f"--out {args.out}: exists and is not a directory")
@@ -418,13 +419,17 @@ def main(argv=None) -> int:
     if args.cell and not all(0 <= c < model.grid for c in args.cell):
         raise UserError(f"--cell must be in 0..{model.grid - 1}")
     figs, curves = figures(model, image, tuple(args.cell) if args.cell else None, label, name)
+    files = {f"{name}.png": render(fig) for name, fig in figs.items()}
+    files["curves.json"] = json.dumps(curves, indent=1) + "\n"
+    existing = sorted(n for n in files if os.path.exists(os.path.join(args.out, n)))
+    if existing and not args.overwrite:
+        raise UserError(f"--out {args.out}: holds {', '.join(existing)}; pass --overwrite to replace them")
     try:
         os.makedirs(args.out, exist_ok=True)
     except OSError as e:
         raise UserError(f"--out {args.out}: cannot be created ({e.strerror})") from None
-    for name, fig in figs.items():
-        write_atomic(os.path.join(args.out, f"{name}.png"), render(fig))
-    write_atomic(os.path.join(args.out, "curves.json"), json.dumps(curves, indent=1) + "\n")
+    for file_name, content in files.items():
+        write_atomic(os.path.join(args.out, file_name), content)
     print(f"wrote {', '.join(sorted(figs))} (.png) and curves.json to {args.out}")
     return 0
 
