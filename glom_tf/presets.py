@@ -74,8 +74,8 @@ def presets() -> dict[str, Config]:
         "default": default,
         "consensus": consensus,
         "islands": islands,
-        # pretrained/mnist: 15 epochs of full MNIST with random shifts of up to 2 pixels.
-        "mnist": full.with_overrides(epochs=15, augment_shift=2),
+        # pretrained/mnist: 48 dims, 15 epochs of full MNIST with random shifts of up to 2 pixels.
+        "mnist": full.with_overrides(epochs=15, augment_shift=2, dim=48, attention_dim=24),
         # pretrained/fashion_mnist: 48 dims, left-right flips, 20 epochs of full Fashion-MNIST.
         "fashion_mnist": full.with_overrides(
             dataset="fashion_mnist", epochs=20, dim=48, attention_dim=24, augment_flip=True
