@@ -45,6 +45,7 @@ declare -A ROWS=(
   [avg_isl33_w3_sh1_learn]="$AVG island_weight=3.0 island_scales=3,3,0 island_sharpness=1.0 learned_update_weights=true"
   [avg_isl33_w3_sh1_att]="$AVG island_weight=3.0 island_scales=3,3,0 island_sharpness=1.0 attention=learned"
   [avg_isl33_w3_sh1_d48]="$AVG island_weight=3.0 island_scales=3,3,0 island_sharpness=1.0 dim=48 attention_dim=24"
+  [avg_att]="$AVG attention=learned"  # the `att` row without the island terms
   [avg_p2]="$AVG patch_size=2"  # the finer grid: 2x2 patches, 14x14 columns
   # the `islands` row on the finer grid, its negatives twice as far in cells (the same distance in pixels)
   [avg_isl66_w3_sh1_p2]="$AVG island_weight=3.0 island_scales=6,6,0 island_sharpness=1.0 patch_size=2"
