@@ -224,6 +224,10 @@ class Config(ModelConfig):
     augment_scale: float = 0.0  # random zoom by a factor in [1 - s, 1 + s]
     augment_flip: bool = False  # mirror left-right with probability 1/2 (garments, not digits)
     jit_compile: bool = True
+    # A trained model's .keras file whose weights start the run instead of a fresh initialisation
+    # (fine-tuning, e.g. with other augmentation); the optimizer and schedule start fresh. Its
+    # weights must fit this config's model. "" = a fresh initialisation.
+    init_from: str = ""
 
     def checks(self) -> list[tuple[bool, str]]:
         return super().checks() + [
@@ -244,4 +248,5 @@ class Config(ModelConfig):
             (self.augment_shift >= 0, "augment_shift must be >= 0"),
             (0.0 <= self.augment_rotate <= 180.0, "augment_rotate must be in [0, 180]"),
             (0.0 <= self.augment_scale < 1.0, "augment_scale must be in [0, 1)"),
+            (not self.init_from or self.init_from.endswith(".keras"), "init_from must name a .keras file"),
         ]

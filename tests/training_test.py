@@ -491,6 +491,46 @@ class FitEndToEndTest(GlomTestCase):
             )
         self.assertEqual(results[0], results[1])
 
+    def test_init_from_starts_the_run_from_a_trained_models_weights(self):
+        import keras
+
+        from glom_tf.model import build_model
+        from glom_tf.presets import get_preset
+        from training.fit import main
+
+        tmp = self.get_temp_dir()
+        tiny = get_preset("tiny")
+        source = build_model(tiny.with_overrides(seed=5))  # weights unlike a seed-0 initialisation
+        source_path = os.path.join(tmp, "source.keras")
+        source.save(source_path)
+        wider = os.path.join(tmp, "wider.keras")
+        build_model(tiny.with_overrides(dim=12)).save(wider)
+
+        def fit(workdir, *args):
+            return call_main(main, *TINY, "--data-dir", mnist_dir(), "--workdir", workdir, *args)
+
+        # Bad init_from: one line, exit 2, and the workdir is not created.
+        for bad, needle in (
+            (os.path.join(tmp, "missing.keras"), "no such file"),
+            (wider, "fields that differ: dim"),
+            (os.path.join(REPO, "README.md"), "init_from must name a .keras file"),
+        ):
+            workdir = os.path.join(tmp, "bad")
+            one_line_error(self, fit(workdir, "--epochs", "1", "--set", f"init_from={bad}"), needle=needle)
+            self.assertFalse(os.path.exists(workdir))
+
+        # With 0 epochs the run's model is the source's weights exactly (read back with Keras).
+        workdir = os.path.join(tmp, "init")
+        run = fit(workdir, "--epochs", "0", "--set", f"init_from={source_path}")
+        self.assertEqual(run.returncode, 0, run.stderr[-2000:])
+        self.assertIn("starting from the weights of", run.stdout)
+        saved = keras.saving.load_model(os.path.join(workdir, "model.keras"))
+        fresh = build_model(tiny)
+        self.assertEqual(len(saved.weights), len(source.weights))
+        self.assertFalse(all(np.array_equal(a, b) for a, b in zip(fresh.get_weights(), source.get_weights())))
+        for got, want in zip(saved.get_weights(), source.get_weights()):
+            np.testing.assert_array_equal(got, want)
+
     def test_nan_stops_and_keeps_nothing_bad(self):
         workdir = os.path.join(self.get_temp_dir(), "nan")
         run = cli(

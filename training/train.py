@@ -26,7 +26,7 @@ import time
 import numpy as np
 
 from glom_tf.cli import UserError, save_model_atomic, write_atomic
-from glom_tf.config import Config
+from glom_tf.config import Config, ModelConfig
 from training import data
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
@@ -182,13 +182,17 @@ def fit(
     dist = make_strategy(strategy)
     if config.batch_size % dist.num_replicas_in_sync:
         raise UserError(f"batch_size {config.batch_size} must divide by {dist.num_replicas_in_sync} replicas")
+    # A run that resumes starts from its checkpoint; a new one from init_from's weights, if set.
+    init_weights = initial_weights(config) if config.init_from and not os.path.exists(paths.last) else None
     with locked_workdir(paths):
         finished = _finished(paths, config)  # again: another process may have finished it
         if finished is not None:
             return finished
         _check_data(paths, train, validation)
         write_atomic(paths.config, config.to_json() + "\n")
-        return _fit_locked(config, paths, train, validation, strategy, dist, verbose, deterministic)
+        return _fit_locked(
+            config, paths, train, validation, strategy, dist, verbose, deterministic, init_weights
+        )
 
 
 def _finished(paths: Paths, config: Config) -> dict | None:
@@ -199,7 +203,32 @@ def _finished(paths: Paths, config: Config) -> dict | None:
     return finished
 
 
-def _fit_locked(config, paths, train, validation, strategy, dist, verbose, deterministic) -> dict:
+def initial_weights(config: Config) -> list:
+    """The weights of `config.init_from`, checked against the model `config` builds."""
+    from glom_tf.cli import load_glom_model
+    from glom_tf.model import build_model
+
+    path = config.init_from
+    if not os.path.isfile(path):
+        raise UserError(f"init_from {path}: no such file")
+    try:
+        source = load_glom_model(path)
+    except UserError:
+        raise UserError(f"init_from {path}: cannot be loaded as a GLOM model") from None
+    expected = [tuple(v.shape) for v in build_model(config).weights]
+    found = [tuple(v.shape) for v in source.weights]
+    if found != expected:
+        differ = [f for f in ModelConfig.field_names() if getattr(source.spec, f) != getattr(config, f)]
+        raise UserError(
+            f"init_from {path}: its weights do not fit this config's model "
+            f"(fields that differ: {', '.join(differ) or 'none'})"
+        )
+    return source.get_weights()
+
+
+def _fit_locked(
+    config, paths, train, validation, strategy, dist, verbose, deterministic, init_weights
+) -> dict:
     import keras
     import tensorflow as tf
 
@@ -236,6 +265,9 @@ def _fit_locked(config, paths, train, validation, strategy, dist, verbose, deter
             print(f"resuming {paths.workdir} from epoch {initial_epoch}", flush=True)
         else:
             model = build_model(config)
+            if init_weights is not None:
+                model.set_weights(init_weights)
+                print(f"starting from the weights of {config.init_from}", flush=True)
             compile_model(model, config, steps_per_epoch, jit)
         model.jit_compile = jit
 
