@@ -70,8 +70,8 @@ class PretrainedTest(GlomTestCase):
 
     def test_islands_model_forms_parts_and_a_whole(self):
         """pretrained/mnist_islands on the first 200 test digits (its card: 1,000 digits): level 1
-        in 2-6 distinct islands (3.9 here), fewer than the input level; the top one island over
-        >= 95% of the digit (99.2% here). Offline, on the sample's (training) digits: islands are
+        in 2-6 distinct islands (3.8 here), fewer than the input level; the top one island over
+        >= 95% of the digit (99.8% here). Offline, on the sample's (training) digits: islands are
         a structure, not a score."""
         from glom_tf.islands import level_figures, object_mask
 
