@@ -46,6 +46,10 @@ declare -A ROWS=(
   [avg_isl33_w3_sh1_att]="$AVG island_weight=3.0 island_scales=3,3,0 island_sharpness=1.0 attention=learned"
   [avg_isl33_w3_sh1_d48]="$AVG island_weight=3.0 island_scales=3,3,0 island_sharpness=1.0 dim=48 attention_dim=24"
   [avg_att]="$AVG attention=learned"  # the `att` row without the island terms
+  # the contrastive temperature 0.1 -> 0.3 (a 48-dim full run merged level 1 at 0.1; README, Islands)
+  [avg_isl33_w3_sh1_att_t03]="$AVG island_weight=3.0 island_scales=3,3,0 island_sharpness=1.0 attention=learned island_temperature=0.3"
+  [avg_isl33_w3_sh1_att_d48]="$AVG island_weight=3.0 island_scales=3,3,0 island_sharpness=1.0 attention=learned dim=48 attention_dim=24"
+  [avg_isl33_w3_sh1_att_d48_t03]="$AVG island_weight=3.0 island_scales=3,3,0 island_sharpness=1.0 attention=learned dim=48 attention_dim=24 island_temperature=0.3"
   [avg_p2]="$AVG patch_size=2"  # the finer grid: 2x2 patches, 14x14 columns
   # the `islands` row on the finer grid, its negatives twice as far in cells (the same distance in pixels)
   [avg_isl66_w3_sh1_p2]="$AVG island_weight=3.0 island_scales=6,6,0 island_sharpness=1.0 patch_size=2"
