@@ -298,3 +298,58 @@ def affine(image, degrees, zoom, offset):
         fill_value=0.0, interpolation="BILINEAR", fill_mode="CONSTANT",
     )  # fmt: skip
     return tf.ensure_shape(out[0], image.shape)
+
+
+def affine_numpy(images: np.ndarray, degrees, zoom, offset) -> np.ndarray:
+    """`affine` for a batch in numpy (no TensorFlow: the JAX trainer's augmentation).
+
+    images (N, H, W, C) float32; degrees, zoom (N,); offset (N, 2) as (dx, dy) pixels.
+    Bilinear, zero outside the image, like ImageProjectiveTransformV3.
+    """
+    n, size = images.shape[0], images.shape[1]
+    angle = np.deg2rad(np.asarray(degrees, np.float64))
+    zoom, offset = np.asarray(zoom, np.float64), np.asarray(offset, np.float64)
+    cos, sin = np.cos(angle) / zoom, np.sin(angle) / zoom  # (N,)
+    c = (size - 1) / 2.0
+    a0, a1, b0, b1 = cos, sin, -sin, cos
+    a2 = c - a0 * (c + offset[:, 0]) - a1 * (c + offset[:, 1])
+    b2 = c - b0 * (c + offset[:, 0]) - b1 * (c + offset[:, 1])
+    rows, cols = np.mgrid[0:size, 0:size].astype(np.float64)  # (H, W) each
+    e = lambda v: v[:, None, None]  # noqa: E731  (N,) -> (N, 1, 1)
+    x = e(a0) * cols + e(a1) * rows + e(a2)  # (N, H, W): input column of each output pixel
+    y = e(b0) * cols + e(b1) * rows + e(b2)  # (N, H, W): input row
+    x0, y0 = np.floor(x), np.floor(y)
+    fx, fy = (x - x0)[..., None], (y - y0)[..., None]  # (N, H, W, 1)
+    batch = np.arange(n)[:, None, None]
+
+    def tap(yy, xx):  # (N, H, W, C): the pixel at (yy, xx), zero outside the image
+        inside = (yy >= 0) & (yy < size) & (xx >= 0) & (xx < size)
+        yi = np.clip(yy, 0, size - 1).astype(np.int64)
+        xi = np.clip(xx, 0, size - 1).astype(np.int64)
+        return images[batch, yi, xi] * inside[..., None]
+
+    out = (
+        tap(y0, x0) * (1 - fx) * (1 - fy)
+        + tap(y0, x0 + 1) * fx * (1 - fy)
+        + tap(y0 + 1, x0) * (1 - fx) * fy
+        + tap(y0 + 1, x0 + 1) * fx * fy
+    )
+    return out.astype(np.float32)
+
+
+def augment_numpy(images: np.ndarray, rng: np.random.Generator, augment) -> np.ndarray:
+    """A training batch as `make_dataset` prepares it, in numpy: uint8 (N, H, W, C) -> float32
+    in [0, 1], each image moved by `random_affine`'s draw and, with augment_flip, mirrored
+    left-right with probability 1/2."""
+    out = images.astype(np.float32) / 255.0
+    n = len(out)
+    shift, rotate, scale = augment.augment_shift, augment.augment_rotate, augment.augment_scale
+    if shift or rotate or scale:
+        degrees = rng.uniform(-rotate, rotate, n)
+        zoom = rng.uniform(1.0 - scale, 1.0 + scale, n)
+        offset = rng.integers(-shift, shift + 1, (n, 2))
+        out = affine_numpy(out, degrees, zoom, offset)
+    if augment.augment_flip:
+        flip = rng.random(n) < 0.5
+        out[flip] = out[flip, :, ::-1]
+    return out

@@ -23,21 +23,31 @@ def learning_rate(config: Config, steps_per_epoch: int):
     )
 
 
-def make_optimizer(config: Config, steps_per_epoch: int) -> keras.optimizers.Optimizer:
-    """Adam (AdamW with weight decay), each gradient clipped to norm `clipnorm` > 0."""
+def make_optimizer(
+    config: Config, steps_per_epoch: int, constant_rate: bool = False
+) -> keras.optimizers.Optimizer:
+    """Adam (AdamW with weight decay), each gradient clipped to norm `clipnorm` > 0; with
+    `constant_rate`, the peak rate as a plain value (a trainer that sets it itself)."""
     kwargs = {"clipnorm": config.clipnorm} if config.clipnorm else {}
-    lr = learning_rate(config, steps_per_epoch)
+    lr = config.learning_rate if constant_rate else learning_rate(config, steps_per_epoch)
     if config.weight_decay:
         return keras.optimizers.AdamW(lr, weight_decay=config.weight_decay, **kwargs)
     return keras.optimizers.Adam(lr, **kwargs)
 
 
-def compile_model(model, config: Config, steps_per_epoch: int = 1, jit_compile: bool | None = None):
-    """Compiles with the config's optimizer and schedule, loss and the readout metrics."""
+def compile_model(
+    model,
+    config: Config,
+    steps_per_epoch: int = 1,
+    jit_compile: bool | None = None,
+    constant_rate: bool = False,
+):
+    """Compiles with the config's optimizer and schedule (or, with `constant_rate`, its peak
+    rate as a value the caller sets), loss and the readout metrics."""
     if jit_compile is None:
         jit_compile = config.jit_compile and keras.backend.backend() != "torch"
     model.compile(
-        optimizer=make_optimizer(config, steps_per_epoch),
+        optimizer=make_optimizer(config, steps_per_epoch, constant_rate),
         loss=CellLoss(config.loss),
         metrics=[
             ReadoutMetric("vote_accuracy"),

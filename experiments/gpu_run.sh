@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The accuracy runs on the lent GPU (DEVELOPERS.md, "The GPU machine"): five configs trained at
+# once on one H200 under Keras 3's JAX backend, each until the same deadline, with
+# experiments/gpu_fit.py (same data, split and augmentation as training.fit; a cosine over the
+# wall-clock budget). Needs the Keras wheels in .whl/ and the training IDX files in
+# .gpudata/mnist and .gpudata/fashion (both carried); writes NAME.keras for each run and
+# logs.tar.gz (NAME.json summaries, NAME.jsonl per-epoch rows, NAME.out stdout) under $OUT.
+#   BUDGET=480 bash experiments/gpu_run.sh
+set -u
+: "${OUT:?set OUT to the output folder}"
+BUDGET=${BUDGET:-480}
+S=$(mktemp -d)
+if [ -z "${NO_WHEELS:-}" ]; then  # NO_WHEELS=1: Keras is already installed (a smoke run here)
+  python3 -m pip install -q --no-index --no-deps --target "$S" .whl/*.whl || exit 1
+fi
+export PYTHONPATH=$S:$PWD KERAS_BACKEND=jax XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONUNBUFFERED=1
+DEADLINE=$(( $(date +%s) + BUDGET ))
+# SMOKE="--set dim=8 ..." (a smoke run here) is applied last; REQUIRE= lets it run on a CPU.
+COMMON="--set validation_size=5000 --set batch_size=128 ${SMOKE:-} --deadline $DEADLINE ${REQUIRE---require-gpu}"
+MNIST_AUG="--set augment_shift=2 --set augment_rotate=10 --set augment_scale=0.1"
+run() {  # NAME DATA ARGS...
+  local name=$1 dir=$2; shift 2
+  python3 experiments/gpu_fit.py "$@" $COMMON --data-dir ".gpudata/$dir" --out "$OUT/$name" \
+    > "$OUT/$name.out" 2>&1 &
+}
+run mnist64 mnist --preset mnist --set dim=64 --set attention_dim=32 $MNIST_AUG
+run islands80 mnist --preset islands --set dim=80 --set attention_dim=32 \
+  --set island_temperature=0.3 $MNIST_AUG
+run fashion64 fashion --preset fashion_mnist --set dim=64 --set attention_dim=32 --set augment_shift=2
+run fashion64_drop fashion --preset fashion_mnist --set dim=64 --set attention_dim=32 \
+  --set augment_shift=2 --set dropout=0.1
+run fashion56_l5 fashion --preset fashion_mnist --set dim=56 --set attention_dim=28 --set levels=5 \
+  --set augment_shift=2
+sleep 90; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv > "$OUT/nvidia_smi.txt"
+wait
+cd "$OUT" && tail -n 3 ./*.out && tar czf logs.tar.gz ./*.out ./*.json ./*.jsonl nvidia_smi.txt 2>/dev/null
+rm -f ./*.out ./*.jsonl nvidia_smi.txt ./*.json
+ls -la "$OUT"
+for f in "$OUT"/*.keras; do echo "$f"; done
