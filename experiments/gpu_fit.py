@@ -71,6 +71,10 @@ def main(argv=None) -> int:
     steps_per_epoch = len(train.labels) // batch
     chunk_steps = steps_per_epoch // args.chunks_per_epoch
     model = build_model(config)
+    if config.init_from:  # a second stage: start from a finished run's weights
+        from training.train import initial_weights
+
+        model.set_weights(initial_weights(config))
     compile_model(model, config, steps_per_epoch, jit_compile=True, constant_rate=True)
     val_x = validation.images.astype(np.float32) / 255.0
     val_y = validation.labels.astype(np.int32)

@@ -5,7 +5,9 @@
 # wall-clock budget). Needs the Keras wheels in .whl/ and the training IDX files in
 # .gpudata/mnist and .gpudata/fashion (both carried); writes NAME.keras for each run and
 # logs.tar.gz (NAME.json summaries, NAME.jsonl per-epoch rows, NAME.out stdout) under $OUT.
-#   BUDGET=480 bash experiments/gpu_run.sh
+# The runs of 2026-12-04: summaries in experiments/gpu_logs/ (mnist64, mnist64_ft: pretrained/mnist).
+#   BUDGET=470 bash experiments/gpu_run.sh; then BUDGET=210 STAGE=2 bash experiments/gpu_run.sh
+# (stage 2 needs stage 1's mnist64.keras and islands80.keras in .gpudata/)
 set -u
 : "${OUT:?set OUT to the output folder}"
 BUDGET=${BUDGET:-480}
@@ -23,6 +25,8 @@ run() {  # NAME DATA ARGS...
   python3 experiments/gpu_fit.py "$@" $COMMON --data-dir ".gpudata/$dir" --out "$OUT/$name" \
     > "$OUT/$name.out" 2>&1 &
 }
+case "${STAGE:-1}" in
+1)  # from scratch
 run mnist64 mnist --preset mnist --set dim=64 --set attention_dim=32 $MNIST_AUG
 run islands80 mnist --preset islands --set dim=80 --set attention_dim=32 \
   --set island_temperature=0.3 $MNIST_AUG
@@ -30,7 +34,18 @@ run fashion64 fashion --preset fashion_mnist --set dim=64 --set attention_dim=32
 run fashion64_drop fashion --preset fashion_mnist --set dim=64 --set attention_dim=32 \
   --set augment_shift=2 --set dropout=0.1
 run fashion56_l5 fashion --preset fashion_mnist --set dim=56 --set attention_dim=28 --set levels=5 \
-  --set augment_shift=2
+  --set augment_shift=2 ;;
+2)  # stage 1's MNIST runs continued at a lower peak rate (their weights carried in .gpudata/);
+    # Fashion's peak rate at a shorter budget
+run mnist64_ft mnist --preset mnist --set dim=64 --set attention_dim=32 $MNIST_AUG \
+  --set learning_rate=0.001 --set init_from=.gpudata/mnist64.keras
+run islands80_ft mnist --preset islands --set dim=80 --set attention_dim=32 \
+  --set island_temperature=0.3 $MNIST_AUG --set learning_rate=0.001 --set init_from=.gpudata/islands80.keras
+for lr in 0.005 0.002 0.001; do
+  run fashion64_lr$lr fashion --preset fashion_mnist --set dim=64 --set attention_dim=32 \
+    --set augment_shift=2 --set learning_rate=$lr
+done ;;
+esac
 sleep 90; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv > "$OUT/nvidia_smi.txt"
 wait
 cd "$OUT" && tail -n 3 ./*.out && tar czf logs.tar.gz ./*.out ./*.json ./*.jsonl nvidia_smi.txt 2>/dev/null

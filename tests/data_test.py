@@ -2,7 +2,7 @@ import numpy as np
 import tensorflow as tf
 
 from tests.test_case import GlomTestCase
-from training.data import Arrays, affine, make_dataset
+from training.data import Arrays, affine, affine_numpy, augment_numpy, make_dataset
 
 
 def pattern():
@@ -63,3 +63,52 @@ class AugmentTest(GlomTestCase):
         self.assertBetween(int(mirrored.sum()), 16, 48)  # Binomial(64, 1/2): 16-48 is > 99.9%
         ((plain, _),) = make_dataset(arrays, 64, 28, False, Flip(), 0).take(1)  # not in evaluation
         self.assertAllClose(plain, np.repeat(image[None], 64, 0), atol=1e-6)
+
+
+class NumpyAugmentTest(GlomTestCase):
+    """The JAX trainer's augmentation (experiments/gpu_fit.py) against tf.data's."""
+
+    def test_affine_numpy_matches_the_tensorflow_transform(self):
+        rng = np.random.default_rng(0)
+        images = rng.random((6, 28, 28, 1)).astype(np.float32)
+        degrees, zoom = rng.uniform(-15, 15, 6), rng.uniform(0.8, 1.2, 6)
+        offset = rng.integers(-2, 3, (6, 2))
+        expected = [affine(images[i], degrees[i], zoom[i], offset[i].astype(np.float32)) for i in range(6)]
+        self.assertAllClose(affine_numpy(images, degrees, zoom, offset), np.stack(expected), atol=1e-5)
+
+    def test_affine_numpy_shift_is_exact(self):
+        image = pattern()
+        moved = np.zeros_like(image)  # 3 px right, 2 px up, zero-filled (as in the test above)
+        moved[1:6, 8:23, 0] = 1.0
+        moved[8, 5, 0] = 0.5
+        self.assertAllClose(affine_numpy(image[None], [0.0], [1.0], [[3, -2]])[0], moved, atol=1e-6)
+
+    def test_augment_numpy_scales_moves_and_flips(self):
+        pixels = (pattern() * 255).astype(np.uint8)
+        images = np.repeat(pixels[None], 64, axis=0)
+        image, mirror = pixels / 255.0, pixels[:, ::-1] / 255.0
+
+        class Flip:
+            augment_shift, augment_rotate, augment_scale, augment_flip = 0, 0.0, 0.0, True
+
+        out = augment_numpy(images, np.random.default_rng(1), Flip())
+        self.assertEqual(out.dtype, np.float32)
+        same = np.all(np.abs(out - image) < 1e-6, axis=(1, 2, 3))
+        mirrored = np.all(np.abs(out - mirror) < 1e-6, axis=(1, 2, 3))
+        self.assertTrue(np.all(same | mirrored))
+        self.assertBetween(int(mirrored.sum()), 16, 48)  # Binomial(64, 1/2): 16-48 is > 99.9%
+
+        class Shift:
+            augment_shift, augment_rotate, augment_scale, augment_flip = 2, 0.0, 0.0, False
+
+        out = augment_numpy(images, np.random.default_rng(2), Shift())
+        # every image is the pattern moved by whole pixels in [-2, 2]: its mass is kept (the
+        # pattern lies >= 2 px from the border) and its centre of mass moves by that much
+        self.assertAllClose(out.sum(axis=(1, 2, 3)), np.full(64, image.sum()), rtol=1e-5)
+        ys, xs = np.mgrid[0:28, 0:28]
+        centre = lambda a: ((a[..., 0] * xs).sum() / a.sum(), (a[..., 0] * ys).sum() / a.sum())  # noqa: E731
+        cx, cy = centre(image)
+        moves = np.array([np.subtract(centre(a), (cx, cy)) for a in out])
+        self.assertAllClose(moves, np.round(moves), atol=1e-4)
+        self.assertLessEqual(np.abs(moves).max(), 2.0 + 1e-4)
+        self.assertGreater(len({tuple(m) for m in np.round(moves).astype(int)}), 10)

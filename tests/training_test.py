@@ -250,6 +250,19 @@ class CommandErrorsTest(GlomTestCase):
                 self.assertAllClose(float(learning_rate(c, steps)(step)), expected, atol=1e-7)
         self.assertGreater(float(learning_rate(planned, steps)(36)), 0.004)  # half-way, not 0
 
+    def test_constant_rate_is_a_settable_value_not_the_schedule(self):
+        import glom_tf
+        from training.recipe import make_optimizer
+
+        config = glom_tf.get_preset("mnist").with_overrides(learning_rate=0.004)
+        scheduled = make_optimizer(config, 10)
+        constant = make_optimizer(config, 10, constant_rate=True)
+        self.assertAllClose(float(scheduled._get_current_learning_rate()), 0.0)  # warm-up starts at 0
+        self.assertAllClose(float(constant.learning_rate), 0.004)
+        constant.learning_rate = 0.001  # what experiments/gpu_fit.py does between chunks
+        self.assertAllClose(float(constant.learning_rate), 0.001)
+        self.assertEqual((constant.weight_decay, constant.clipnorm), (0.05, 1.0))
+
 
 class FitEndToEndTest(GlomTestCase):
     def test_fit_then_evaluate_and_tensorboard(self):
