@@ -6,7 +6,7 @@
 # .gpudata/mnist and .gpudata/fashion (both carried); writes NAME.keras for each run and
 # logs.tar.gz (NAME.json summaries, NAME.jsonl per-epoch rows, NAME.out stdout) under $OUT.
 # The runs of 2026-12-04: summaries in experiments/gpu_logs/ (mnist64, mnist64_ft: pretrained/mnist).
-#   BUDGET=470 bash experiments/gpu_run.sh; then BUDGET=210 STAGE=2 bash experiments/gpu_run.sh
+#   BUDGET=470 bash experiments/gpu_run.sh; then BUDGET=200 STAGE=2 bash experiments/gpu_run.sh
 # (stage 2 needs stage 1's mnist64.keras and islands80.keras in .gpudata/)
 set -u
 : "${OUT:?set OUT to the output folder}"
