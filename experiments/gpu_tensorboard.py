@@ -34,8 +34,7 @@ def write_run(summary: dict, logdir: str, name: str) -> None:
     from glom_tf.config import Config
     from training.callbacks import LOG_DESCRIPTIONS, SPLITS, hparam_values
 
-    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in summary["config"].items()}
-    config = Config(**fields)
+    config = Config.from_dict(summary["config"])
     writers = {split: tf.summary.create_file_writer(os.path.join(logdir, name, split)) for split in SPLITS}
     described = set()
     for row in summary["history"]:
@@ -55,7 +54,9 @@ def write_run(summary: dict, logdir: str, name: str) -> None:
             first = ("train", "epoch_learning_rate") not in described
             described.add(("train", "epoch_learning_rate"))
             text = "Learning rate of the epoch's last chunk (gpu_fit: a cosine over wall-clock time)."
-            tf.summary.scalar("epoch_learning_rate", row["lr"], step=step, description=text if first else None)
+            tf.summary.scalar(
+                "epoch_learning_rate", row["lr"], step=step, description=text if first else None
+            )
     with writers["validation"].as_default():
         hp.hparams(hparam_values(config), trial_id=name)
     for writer in writers.values():

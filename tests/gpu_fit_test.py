@@ -7,8 +7,6 @@ import sys
 import tempfile
 import time
 
-import numpy as np
-
 from tests.test_case import REPO, GlomTestCase, mnist_dir, user_env
 
 
@@ -56,7 +54,9 @@ class GpuFitTest(GlomTestCase):
 
             # The saved model under TensorFlow, on the same held-out images, gives the figures
             # the JAX run reported.
-            config = Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in summary["config"].items()})
+            config = Config(
+                **{k: tuple(v) if isinstance(v, list) else v for k, v in summary["config"].items()}
+            )
             _, validation = data.split_train_validation(
                 data.load_arrays("mnist", "train", mnist_dir()), 200, 400, config.seed
             )
@@ -72,9 +72,14 @@ class GpuFitTest(GlomTestCase):
         script = os.path.join(REPO, "experiments", "gpu_fit.py")
         for args, expected in (
             (["--preset", "nope", "--data-dir", "x", "--out", "y", "--deadline", "1"], "unknown preset"),
-            (["--preset", "tiny", "--data-dir", "/nonexistent", "--out", "y", "--deadline", "1"], "no such directory"),
+            (
+                ["--preset", "tiny", "--data-dir", "/nonexistent", "--out", "y", "--deadline", "1"],
+                "no such directory",
+            ),
         ):
-            done = subprocess.run([sys.executable, script, *args], env=user_env(), capture_output=True, text=True)
+            done = subprocess.run(
+                [sys.executable, script, *args], env=user_env(), capture_output=True, text=True
+            )
             self.assertEqual(done.returncode, 2, done.stderr)
             self.assertEqual(len(done.stderr.strip().splitlines()), 1, done.stderr)
             self.assertIn(expected, done.stderr)
@@ -100,12 +105,19 @@ class GpuTensorBoardTest(GlomTestCase):
             with open(path, "w") as f:
                 json.dump({"config": config, "history": history}, f)
             logdir = os.path.join(tmp, "tb")
-            command = [sys.executable, os.path.join(REPO, "experiments", "gpu_tensorboard.py"), "--logdir", logdir]
+            command = [
+                sys.executable,
+                os.path.join(REPO, "experiments", "gpu_tensorboard.py"),
+                "--logdir",
+                logdir,
+            ]
             done = subprocess.run([*command, path], env=user_env(), capture_output=True, text=True)
             self.assertEqual(done.returncode, 0, done.stderr)
             read, tags = {}, {}
             for split in ("train", "validation"):
-                acc = EventAccumulator(os.path.join(logdir, "stage9_demo", split), size_guidance={"tensors": 0})
+                acc = EventAccumulator(
+                    os.path.join(logdir, "stage9_demo", split), size_guidance={"tensors": 0}
+                )
                 acc.Reload()
                 tags[split] = set(acc.Tags()["tensors"])
                 read[split] = {
