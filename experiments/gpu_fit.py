@@ -65,6 +65,8 @@ def main(argv=None) -> int:
     train, validation = data.split_train_validation(
         arrays, config.validation_size, config.train_size, config.seed
     )
+    if args.deadline - args.reserve <= time.time():
+        raise UserError(f"--deadline {args.deadline:.0f} minus --reserve {args.reserve:g} s has passed")
     keras.utils.set_random_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     batch = config.batch_size

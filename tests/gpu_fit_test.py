@@ -76,6 +76,7 @@ class GpuFitTest(GlomTestCase):
                 ["--preset", "tiny", "--data-dir", "/nonexistent", "--out", "y", "--deadline", "1"],
                 "no such directory",
             ),
+            (["--preset", "tiny", "--data-dir", mnist_dir(), "--out", "y", "--deadline", "1"], "has passed"),
         ):
             done = subprocess.run(
                 [sys.executable, script, *args], env=user_env(), capture_output=True, text=True
