@@ -2,7 +2,7 @@
 
 `training.fit` needs TensorFlow (tf.data, TensorBoard); the lent GPU machine has JAX and no
 TensorFlow, so this trains there instead, on the same data, split and augmentation:
-`training.data.load_arrays` and `split_train_validation` (seeded), `augment_numpy` (the same
+`training.train.load_data` (the data and seeded split of training.fit), `augment_numpy` (the same
 affine draw as tf.data's, checked against it in tests/data_test.py), `build_model` and the
 config's loss, metrics, AdamW and clipping. What differs is the schedule: the run gets a
 deadline instead of an epoch count, and the learning rate is a cosine over the wall-clock time
@@ -53,18 +53,18 @@ def main(argv=None) -> int:
     from glom_tf.presets import get_preset
     from training import data
     from training.recipe import compile_model
+    from training.train import initial_weights, load_data
 
-    if keras.backend.backend() == "jax" and args.require_gpu:
+    if args.require_gpu:
+        if keras.backend.backend() != "jax":
+            raise UserError(f"--require-gpu: needs KERAS_BACKEND=jax, not {keras.backend.backend()}")
         import jax
 
         if jax.default_backend() != "gpu":
             raise UserError(f"--require-gpu: JAX runs on {jax.default_backend()}")
     config = parse_assignments(get_preset(args.preset), args.set)
     config.validate()
-    arrays = data.load_arrays(config.dataset, "train", args.data_dir)
-    train, validation = data.split_train_validation(
-        arrays, config.validation_size, config.train_size, config.seed
-    )
+    train, validation = load_data(config, args.data_dir)  # training.fit's data and split
     if args.deadline - args.reserve <= time.time():
         raise UserError(f"--deadline {args.deadline:.0f} minus --reserve {args.reserve:g} s has passed")
     keras.utils.set_random_seed(config.seed)
@@ -72,10 +72,13 @@ def main(argv=None) -> int:
     batch = config.batch_size
     steps_per_epoch = len(train.labels) // batch
     chunk_steps = steps_per_epoch // args.chunks_per_epoch
+    if chunk_steps < 1:
+        raise UserError(
+            f"{len(train.labels)} training examples make no chunk of --chunks-per-epoch "
+            f"{args.chunks_per_epoch} x batch_size {batch}"
+        )
     model = build_model(config)
     if config.init_from:  # a second stage: start from a finished run's weights
-        from training.train import initial_weights
-
         model.set_weights(initial_weights(config))
     compile_model(model, config, steps_per_epoch, jit_compile=True, constant_rate=True)
     val_x = validation.images.astype(np.float32) / 255.0
@@ -135,7 +138,7 @@ def main(argv=None) -> int:
     figures = model.evaluate(val_x, val_y, batch_size=500, verbose=0, return_dict=True)
     typical = float(np.median(chunk_seconds)) if chunk_seconds else None
     summary = {
-        "config": json.loads(config.to_json()),
+        "config": config.to_dict(),
         "backend": keras.backend.backend(),
         "epochs": round(done_chunks / args.chunks_per_epoch, 2),
         "chunks": done_chunks,

@@ -77,6 +77,22 @@ class GpuFitTest(GlomTestCase):
                 "no such directory",
             ),
             (["--preset", "tiny", "--data-dir", mnist_dir(), "--out", "y", "--deadline", "1"], "has passed"),
+            (
+                [
+                    "--preset",
+                    "tiny",
+                    "--set",
+                    "train_size=30",
+                    *["--data-dir", mnist_dir(), "--out", "y"],
+                    "--deadline",
+                    "9e9",
+                ],
+                "make no chunk",
+            ),
+            (
+                ["--preset", "tiny", "--data-dir", "x", "--out", "y", "--deadline", "1", "--require-gpu"],
+                "--require-gpu",
+            ),
         ):
             done = subprocess.run(
                 [sys.executable, script, *args], env=user_env(), capture_output=True, text=True

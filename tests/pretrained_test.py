@@ -41,9 +41,8 @@ class PretrainedTest(GlomTestCase):
             # model was trained with that field's default.
             defaults = json.loads(Config().to_json())
             self.assertEqual(set(saved) - set(config), set(), f"{preset}: fields no preset has")
-            # the consensus model card's command sets these
             overrides = {
-                "consensus": {"epochs": 3, "validation_size": 1000},
+                "consensus": {"epochs": 3, "validation_size": 1000},  # its model card's command sets these
                 # pretrained/mnist is the preset's stage-1 weights trained on at a lower peak rate
                 # (experiments/gpu_fit.py trains to a deadline: its `epochs` went unused)
                 "mnist": {"epochs": 15, "learning_rate": 0.001, "init_from": "pretrained/mnist/stage1.keras"},
