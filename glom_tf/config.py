@@ -198,12 +198,16 @@ class ModelConfig:
                 raise ConfigError(message)
 
 
+LOSSES = ("mse", "crossentropy", "mean_crossentropy", "none")
+
+
 @dataclasses.dataclass(frozen=True)
 class Config(ModelConfig):
     """A model's fields and its training recipe; plain data, JSON-serialisable."""
 
-    # "mse" to one-hot at every cell (the original), "crossentropy", or "none" (self-supervised:
-    # only the island and denoising objectives train the model)
+    # "mse" to one-hot at every cell (the original), "crossentropy" at every cell,
+    # "mean_crossentropy" of the mean readout (the cells' mean score), or "none"
+    # (self-supervised: only the island and denoising objectives train the model)
     loss: str = "mse"
     dataset: str = "mnist"
     batch_size: int = 60
@@ -231,7 +235,7 @@ class Config(ModelConfig):
 
     def checks(self) -> list[tuple[bool, str]]:
         return super().checks() + [
-            (self.loss in ("mse", "crossentropy", "none"), "loss must be 'mse', 'crossentropy' or 'none'"),
+            (self.loss in LOSSES, f"loss must be one of {', '.join(LOSSES)}"),
             (
                 self.loss != "none" or self.island_weight > 0 or self.denoise_weight > 0,
                 "loss='none' needs island_weight or denoise_weight > 0",

@@ -63,7 +63,9 @@ def readout(scores, kind: str):
 @keras.saving.register_keras_serializable(package="glom_tf")
 class CellLoss(keras.losses.Loss):
     """The target label at every cell: MSE to one-hot (the original), cross-entropy, or "none"
-    (zero: pretraining on the island and denoising objectives alone).
+    (zero: pretraining on the island and denoising objectives alone); or "mean_crossentropy",
+    the cross-entropy of the image's mean readout (softmax of the cells' mean score), which
+    asks the cells together, not each cell, for the label.
 
     y_true: integer labels (B,) or (B, 1); y_pred: per-cell scores (B, H, W, C).
     Returns the per-image mean over cells (and classes for MSE).
@@ -82,6 +84,9 @@ class CellLoss(keras.losses.Loss):
         if self.kind == "mse":
             target = ops.one_hot(labels, classes, dtype=y_pred.dtype)[:, None, None, :]
             return ops.mean(ops.square(y_pred - target), axis=(1, 2, 3))
+        if self.kind == "mean_crossentropy":
+            pooled = ops.mean(y_pred, axis=(1, 2))  # (B, C): the mean readout's scores
+            return keras.losses.sparse_categorical_crossentropy(labels, pooled, from_logits=True)
         labels = ops.broadcast_to(labels[:, None, None], ops.shape(y_pred)[:3])  # (B, H, W)
         ce = keras.losses.sparse_categorical_crossentropy(labels, y_pred, from_logits=True)
         return ops.mean(ce, axis=(1, 2))
