@@ -8,8 +8,8 @@
 # The runs of 2026-12-04: summaries in experiments/gpu_logs/ (mnist64, mnist64_ft: pretrained/mnist).
 #   BUDGET=470 bash experiments/gpu_run.sh; then BUDGET=200 STAGE=2 bash experiments/gpu_run.sh
 # (stage 2 needs stage 1's mnist64.keras and islands80.keras in .gpudata/)
-# Stage 3 (not run yet: for the next lent GPU): Fashion-MNIST's small-budget leads on this CPU
-# (README, "Fashion-MNIST at a small budget") at the full budget:
+# Stage 3 (not run yet: for the next lent GPU): the changes of README's "Fashion-MNIST at a small
+# budget" table at 64 dims and the full budget:
 #   BUDGET=470 STAGE=3 bash experiments/gpu_run.sh
 set -u
 : "${OUT:?set OUT to the output folder}"
@@ -49,13 +49,13 @@ for lr in 0.005 0.002 0.001; do
   run fashion64_lr$lr fashion --preset fashion_mnist --set dim=64 --set attention_dim=32 \
     --set augment_shift=2 --set learning_rate=$lr
 done ;;
-3)  # the cross-entropy of the mean readout and a peak rate of 0.01, alone and together, against
-    # stage 1's fashion64 without shifts (the shipped model's augmentation: flips only)
+3)  # stage 1's fashion64 without shifts (the shipped model's augmentation: flips only), and with
+    # a peak rate of 0.01, normalised network inputs, or the mean readout's cross-entropy
 FASHION="--preset fashion_mnist --set dim=64 --set attention_dim=32"
 run fashion64_flip fashion $FASHION
-run fashion64_meance fashion $FASHION --set loss=mean_crossentropy
 run fashion64_lr01 fashion $FASHION --set learning_rate=0.01
-run fashion64_meance_lr01 fashion $FASHION --set loss=mean_crossentropy --set learning_rate=0.01
+run fashion64_norm fashion $FASHION --set normalize=true
+run fashion64_meance fashion $FASHION --set loss=mean_crossentropy
 run mnist64_meance mnist --preset mnist --set loss=mean_crossentropy $MNIST_AUG ;;
 esac
 sleep 90; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv > "$OUT/nvidia_smi.txt"
