@@ -68,7 +68,8 @@ class CellLoss(keras.losses.Loss):
     asks the cells together, not each cell, for the label.
 
     y_true: integer labels (B,) or (B, 1); y_pred: per-cell scores (B, H, W, C).
-    Returns the per-image mean over cells (and classes for MSE).
+    Returns a per-image loss (B,): the mean over cells (and classes for MSE), or for
+    "mean_crossentropy" the cross-entropy of the cells' mean score.
     """
 
     def __init__(self, kind: str = "mse", name: str = "cell_loss", **kwargs):

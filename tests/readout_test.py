@@ -41,13 +41,13 @@ class ReadoutTest(GlomTestCase):
             -np.mean(np.take_along_axis(logp, labels[:, None, None, None] * np.ones((2, 2, 2, 1), int), -1)),
             atol=1e-5,
         )
-        # The mean readout's cross-entropy: -log softmax(mean of the cells' scores)[label],
-        # lower than the per-cell cross-entropy here (image 1's cells disagree, their mean less so).
+        # The mean readout's cross-entropy: -log softmax(mean of the cells' scores)[label]. By
+        # convexity it is at most the per-cell mean; lower here, where the cells disagree.
         pooled = s.mean(axis=(1, 2))  # (2, 3)
         logq = pooled - np.log(np.exp(pooled).sum(-1, keepdims=True))
         mean_ce = float(CellLoss("mean_crossentropy")(labels, s))
         self.assertAllClose(mean_ce, -np.mean(logq[[0, 1], labels]), atol=1e-5)
-        self.assertNotAlmostEqual(mean_ce, ce, places=3)
+        self.assertLess(mean_ce, ce - 1e-3)
 
     def test_metrics(self):
         s, labels = scores(), np.array([0, 1])
