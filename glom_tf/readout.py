@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from glom_tf.config import LOSSES
+
 
 def argmax(x):
     """Index of the largest entry on the last axis, int32; the lowest index wins ties.
@@ -74,6 +76,8 @@ class CellLoss(keras.losses.Loss):
 
     def __init__(self, kind: str = "mse", name: str = "cell_loss", **kwargs):
         super().__init__(name=name, **kwargs)
+        if kind not in LOSSES:
+            raise ValueError(f"CellLoss kind must be one of {', '.join(LOSSES)}, got {kind!r}")
         self.kind = kind
 
     def call(self, y_true, y_pred):

@@ -48,6 +48,8 @@ class ReadoutTest(GlomTestCase):
         mean_ce = float(CellLoss("mean_crossentropy")(labels, s))
         self.assertAllClose(mean_ce, -np.mean(logq[[0, 1], labels]), atol=1e-5)
         self.assertLess(mean_ce, ce - 1e-3)
+        with self.assertRaisesRegex(ValueError, "mean_crossentropy"):
+            CellLoss("mean_ce")  # a misspelt kind is refused, not read as per-cell cross-entropy
 
     def test_metrics(self):
         s, labels = scores(), np.array([0, 1])
