@@ -8,14 +8,15 @@
 # The runs of 2026-12-04: summaries in experiments/gpu_logs/ (mnist64, mnist64_ft: pretrained/mnist).
 #   BUDGET=470 bash experiments/gpu_run.sh; then BUDGET=200 STAGE=2 bash experiments/gpu_run.sh
 # (stage 2 needs stage 1's mnist64.keras and islands80.keras in .gpudata/)
-# Stage 3 (not run yet: for the next lent GPU): the changes of README's "Fashion-MNIST at a small
+# Stage 3 (not run): the changes of README's "Fashion-MNIST at a small
 # budget" table at 64 dims and the full budget:
 #   BUDGET=470 STAGE=3 bash experiments/gpu_run.sh
-# Stage 4 (run 2026-12-04 instead of stage 3, whose changes led nowhere on the CPU: README,
-# "Fashion-MNIST at a small budget"): more epochs per run, BUDGET=480 STAGE=4 bash experiments/gpu_run.sh
+# Stages 4 and 5 (run 2026-12-04 in the second lent session, instead of stage 3, whose changes led
+# nowhere on the CPU; README, "Stages 4 and 5"; summaries in experiments/gpu_logs/stage{4,5}):
+#   BUDGET=500 STAGE=4 bash experiments/gpu_run.sh; then BUDGET=265 STAGE=5 bash experiments/gpu_run.sh
 set -u
 : "${OUT:?set OUT to the output folder}"
-case "${STAGE:-1}" in 1 | 2 | 3 | 4) ;; *) echo "error: STAGE must be 1, 2, 3 or 4" >&2; exit 2 ;; esac
+case "${STAGE:-1}" in 1 | 2 | 3 | 4 | 5) ;; *) echo "error: STAGE must be 1, 2, 3, 4 or 5" >&2; exit 2 ;; esac
 BUDGET=${BUDGET:-480}
 S=$(mktemp -d)
 if [ -z "${NO_WHEELS:-}" ]; then  # NO_WHEELS=1: Keras is already installed (a smoke run here)
@@ -68,6 +69,12 @@ run fashion64_long fashion $FASHION --set augment_shift=2
 run fashion64_flip_long fashion $FASHION
 run fashion64_s12 fashion $FASHION --set augment_shift=2 --set steps=12
 run mnist64_long mnist --preset mnist --set learning_rate=0.007 ;;
+5)  # pretrained/mnist continued at a low peak rate (its own 5,000 held-out digits): per-cell
+    # cross-entropy at 0.0005 and 0.0002, and the mean readout's cross-entropy at 0.0005
+INIT="--preset mnist --set init_from=pretrained/mnist/model.keras"
+run mnist_ft_ce mnist $INIT --set learning_rate=0.0005
+run mnist_ft_ce2 mnist $INIT --set learning_rate=0.0002
+run mnist_ft_meance mnist $INIT --set learning_rate=0.0005 --set loss=mean_crossentropy ;;
 esac
 sleep 90; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv > "$OUT/nvidia_smi.txt"
 wait
