@@ -13,7 +13,6 @@ _EXPORTS = {
     "GlomModel": "glom_tf.model",
     "GlomStep": "glom_tf.step",
     "LevelMLP": "glom_tf.level_mlp",
-    "LevelSeparableMLP": "glom_tf.level_mlp",
     "ModelConfig": "glom_tf.config",
     "Neighbourhood": "glom_tf.neighbourhood",
     "ReadoutMetric": "glom_tf.readout",

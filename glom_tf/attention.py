@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from glom_tf.level_mlp import level_network
+from glom_tf.level_mlp import LevelMLP
 
 WEIGHTINGS = ("similarity", "learned", "plain")
 
@@ -22,12 +22,10 @@ class SameLevelAttention(keras.layers.Layer):
     "plain" gives every neighbour 1/K.
 
     `consensus=False` (the original): the neighbours rescaled by K * weights (so "plain" is
-    the original's plain concatenation) go through the cell network (`cell_network`: LevelMLP
-    or LevelSeparableMLP): update (G, N, units).
+    the original's plain concatenation) go through a LevelMLP: update (G, N, units).
     `consensus=True` (the paper): the update is the weighted average of the neighbours'
-    own vectors, sum_k w_k x_k (G, N, D); no network, so `units`, `dropout`, `output_scale`,
-    `cell_network` and `expansion` (the network's) are not read (kept so that one constructor
-    serves both).
+    own vectors, sum_k w_k x_k (G, N, D); no network, so `units`, `dropout` and `output_scale`
+    (the LevelMLP's) are not read (kept in the config so that one constructor serves both).
     Returns (update, weights).
     """
 
@@ -41,8 +39,6 @@ class SameLevelAttention(keras.layers.Layer):
         consensus: bool,
         dropout: float,
         output_scale: float,
-        cell_network: str = "original",
-        expansion: int = 4,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -56,8 +52,6 @@ class SameLevelAttention(keras.layers.Layer):
         self.consensus = consensus
         self.dropout = dropout
         self.output_scale = output_scale
-        self.cell_network = cell_network
-        self.expansion = expansion
 
     def build(self, input_shape):
         k, d = input_shape[-2], input_shape[-1]
@@ -75,16 +69,7 @@ class SameLevelAttention(keras.layers.Layer):
             )
             self.key.build(tuple(input_shape))
         if not self.consensus:
-            self.mlp = level_network(
-                self.cell_network,
-                self.groups,
-                self.units,
-                k,
-                self.expansion,
-                self.dropout,
-                self.output_scale,
-                name="mlp",
-            )
+            self.mlp = LevelMLP(self.groups, self.units, self.dropout, self.output_scale, name="mlp")
             self.mlp.build(tuple(input_shape[:-2]) + (k * d,))
 
     def attention_weights(self, neighbours):
@@ -126,6 +111,4 @@ class SameLevelAttention(keras.layers.Layer):
             "consensus": self.consensus,
             "dropout": self.dropout,
             "output_scale": self.output_scale,
-            "cell_network": self.cell_network,
-            "expansion": self.expansion,
         }

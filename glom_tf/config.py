@@ -25,7 +25,6 @@ class ConfigError(UserError, ValueError):
 ATTENTIONS = ("similarity", "learned", "plain", "none")
 SAME_LEVEL = ("mlp", "consensus")
 UPDATES = ("residual", "average")
-CELL_NETWORKS = ("original", "separable")  # glom_tf/level_mlp.py: level_network
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,12 +65,6 @@ class ModelConfig:
     skip_periods: tuple[int, ...] = (15, 7, 3)  # the original's "saved states" accumulators; () = off
     skip_weight: float = 0.1
     normalize: bool = False  # networks read RMS-normalised level vectors (not in the original)
-    # The per-cell networks (bottom-up, top-down, same level): "original" (the notebook's three
-    # tanh Dense layers on the concatenated neighbourhood) or "separable" (a learned weight per
-    # neighbour and channel, summed, layer-normalised, then Dense(dim -> expansion * dim), GELU,
-    # Dense(-> dim): glom_tf/level_mlp.py).
-    cell_network: str = "original"
-    expansion: int = 4  # hidden width / dim of the "separable" network
     head: bool = False  # Dense(dim -> classes) on the top level; False reads the top level itself
     readout: str = "vote"  # "vote" (majority of per-cell argmax) or "mean" (mean of cell scores)
     # The island objective (glom_tf/objectives.py), added to the loss when island_weight > 0.
@@ -173,15 +166,6 @@ class ModelConfig:
                 "same_level='consensus' needs an attention other than 'none'",
             ),
             (self.update in UPDATES, f"update must be one of {', '.join(UPDATES)}"),
-            (
-                self.cell_network in CELL_NETWORKS,
-                f"cell_network must be one of {', '.join(CELL_NETWORKS)}",
-            ),
-            (self.expansion >= 1, "expansion must be >= 1"),
-            (
-                self.cell_network == "separable" or self.expansion == 4,
-                "expansion applies to cell_network='separable' only",
-            ),
             (
                 self.init_state in ("uniform", "zeros", "learned"),
                 "init_state must be 'uniform', 'zeros' or 'learned'",

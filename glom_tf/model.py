@@ -73,8 +73,6 @@ class GlomModel(keras.Model):
             self.hidden_scale,
             self.noise,
             self.normalize,
-            self.cell_network,
-            self.expansion,
             name="step",
         )
         self.step.build((None, g, g, levels, d))

@@ -21,7 +21,7 @@ from keras import ops
 
 from glom_tf import stateless
 from glom_tf.attention import SameLevelAttention
-from glom_tf.level_mlp import level_network
+from glom_tf.level_mlp import LevelMLP
 from glom_tf.neighbourhood import Neighbourhood, neighbour_count
 
 TERMS = 4  # previous vector, bottom-up, top-down, same level
@@ -59,8 +59,6 @@ class GlomStep(keras.layers.Layer):
         output_scale: float,
         noise: float,
         normalize: bool,
-        cell_network: str = "original",
-        expansion: int = 4,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -77,8 +75,6 @@ class GlomStep(keras.layers.Layer):
         self.output_scale = output_scale
         self.noise = noise
         self.normalize = normalize
-        self.cell_network = cell_network
-        self.expansion = expansion
 
     def build(self, input_shape):
         levels, d, k = input_shape[3], input_shape[4], neighbour_count(self.radius)
@@ -86,19 +82,11 @@ class GlomStep(keras.layers.Layer):
         # N = B*H*W: the networks of one kind then run over their levels as one batched
         # matmul, and every tensor has rank <= 5 (TFLite's limit for several ops).
         self.neighbourhood = Neighbourhood(self.radius, axes=(2, 3), name="neighbourhood")
-        network = dict(  # the config's cell_network, for the bottom-up, top-down and same-level nets
-            kind=self.cell_network,
-            units=d,
-            neighbours=k,
-            expansion=self.expansion,
-            dropout=self.dropout,
-            output_scale=self.output_scale,
-        )
-        self.bottom_up = level_network(groups=levels - 1, name="bottom_up", **network)
+        self.bottom_up = LevelMLP(levels - 1, d, self.dropout, self.output_scale, name="bottom_up")
         self.bottom_up.build((levels - 1, None, k * d))
         self.top_down_mlp = None
         if self.top_down and levels > 2:
-            self.top_down_mlp = level_network(groups=levels - 2, name="top_down", **network)
+            self.top_down_mlp = LevelMLP(levels - 2, d, self.dropout, self.output_scale, name="top_down")
             self.top_down_mlp.build((levels - 2, None, k * d))
         self.same_level = None
         if self.attention != "none":
@@ -111,8 +99,6 @@ class GlomStep(keras.layers.Layer):
                 self.same_level_mode == "consensus",
                 self.dropout,
                 self.output_scale,
-                cell_network=self.cell_network,
-                expansion=self.expansion,
                 name="same_level",
             )
             self.same_level.build((levels - 1, None, k, d))
@@ -202,6 +188,4 @@ class GlomStep(keras.layers.Layer):
             "output_scale": self.output_scale,
             "noise": self.noise,
             "normalize": self.normalize,
-            "cell_network": self.cell_network,
-            "expansion": self.expansion,
         }

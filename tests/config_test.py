@@ -7,7 +7,7 @@ import numpy as np
 
 import glom_tf
 from glom_tf.cli import UserError, parse_assignments
-from glom_tf.config import ATTENTIONS, CELL_NETWORKS, SAME_LEVEL, UPDATES, Config, ConfigError, ModelConfig
+from glom_tf.config import ATTENTIONS, SAME_LEVEL, UPDATES, Config, ConfigError, ModelConfig
 from glom_tf.model import GlomModel, build_model
 from glom_tf.presets import get_preset, presets
 from tests.test_case import GlomTestCase
@@ -15,11 +15,7 @@ from tests.test_case import GlomTestCase
 # Every string choice that ModelConfig accepts somewhere. A new string field whose choices are
 # not here finds no valid non-default value, and the round-trip test says so.
 STRING_CHOICES = (
-    ATTENTIONS
-    + SAME_LEVEL
-    + UPDATES
-    + CELL_NETWORKS
-    + ("repeat", "linear", "uniform", "zeros", "learned", "vote", "mean")
+    ATTENTIONS + SAME_LEVEL + UPDATES + ("repeat", "linear", "uniform", "zeros", "learned", "vote", "mean")
 )
 DEFAULTS = {f.name: f.default for f in dataclasses.fields(ModelConfig)}
 
@@ -143,9 +139,6 @@ class ConfigTest(GlomTestCase):
             "radius=2": "radius too large",
             "island_scales=2": "island_scales needs 2 values",
             "mask_ratio=1": "mask_ratio must be in",
-            "cell_network=wide": "cell_network must be one of original, separable",
-            "expansion=2": "expansion applies to cell_network='separable' only",
-            "expansion=0": "expansion must be >= 1",
             "dim": "expects key=value",
         }
         for item, message in cases.items():

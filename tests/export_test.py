@@ -161,25 +161,6 @@ class ExportTest(GlomTestCase):
         ops = {op["op_name"] for op in interpreter._get_ops_details()}
         self.assertFalse([op for op in ops if "Flex" in op or op == "CUSTOM"], ops)
 
-    def test_separable_cell_network_exports_to_builtin_tflite(self):
-        from ai_edge_litert.interpreter import Interpreter
-
-        keras.utils.set_random_seed(1)
-        config = glom_tf.get_preset("small").with_overrides(
-            steps=2, cell_network="separable", expansion=2, hidden_scale=1.0
-        )
-        model = glom_tf.build_model(config)  # untrained: a fresh model's scores differ per image
-        path = os.path.join(self.get_temp_dir(), "separable.tflite")
-        with open(path, "wb") as f:
-            f.write(convert(model, "none"))
-        ops = {op["op_name"] for op in Interpreter(model_path=path)._get_ops_details()}
-        self.assertFalse([op for op in ops if "Flex" in op or op == "CUSTOM"], ops)
-        images = artifacts()["images"][:20]
-        reference = numpy_reference(model, images)
-        out = run_tflite(path, images)
-        self.assertAllClose(out["probabilities"], reference["probabilities"], atol=1e-4)
-        self.assertGreater(np.ptp(reference["probabilities"][:, 0]), 1e-3)  # not constant
-
     def test_artifacts_load_without_this_project(self):
         # A process with plain tensorflow / plain ai_edge_litert + numpy, outside the repo.
         a = artifacts()

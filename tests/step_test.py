@@ -211,24 +211,6 @@ class GlomStepTest(GlomTestCase):
         consensus.build((None, 28, 28, 4, 10))
         self.assertEqual(consensus.same_level.count_params(), 0)  # no network
 
-    def test_separable_networks_per_kind(self):
-        # 4 levels x 10 dims, 3x3: each network 9*10 + 10 (mix) + 10*40 + 40 + 40*10 + 10 = 950.
-        layer = step(attention="plain", cell_network="separable", expansion=4)
-        layer.build((None, 7, 7, 4, 10))
-        self.assertEqual(layer.bottom_up.count_params(), 3 * 950)
-        self.assertEqual(layer.top_down_mlp.count_params(), 2 * 950)
-        self.assertEqual(layer.same_level.count_params(), 3 * 950)
-        self.assertEqual(type(layer.same_level.mlp).__name__, "LevelSeparableMLP")
-
-    def test_separable_residual_update_is_the_sum_of_the_terms(self):
-        x = state(4)
-        layer = step(cell_network="separable", expansion=2, attention="learned", attention_dim=3)
-        new, _ = layer(x)
-        self.assertEqual(type(layer.bottom_up).__name__, "LevelSeparableMLP")
-        previous, up, down, same = terms(layer, x)
-        self.assertAllClose(new, to_state(x, previous + up + down + same), atol=1e-5)
-        self.assertGreater(np.abs(up).mean(), 1e-3)  # the terms are not zero
-
     def test_ablations_remove_their_networks(self):
         x = state(2)
         no_td = step(top_down=False)
