@@ -1,11 +1,14 @@
-"""Held-out accuracy of pretrained/mnist, its continuations and uniform averages of their weights.
+"""Held-out checks on pretrained/mnist: weight averages of its continuations, and more time steps.
 
-The held-out digits are the `mnist` preset's 5,000 (training.fit's seeded split). The models:
+The held-out digits are the `mnist` preset's 5,000 (training.fit's seeded split, load_data),
+scored by training.metrics.readout_figures (as training.evaluate does). The models:
 pretrained/mnist, its three stage-5 continuations on the lent GPU (experiments/gpu_run.sh
 STAGE=5; copied to runs/soup/, not committed) and the CPU continuation runs/mnist_meance_ft
 (README, "The mean readout's cross-entropy did not raise the MNIST model either"). A soup is
-the element-wise mean of the models' weights: one model of the same size. Run from the
-repository root: python experiments/cpu_logs/mnist_soup/soup_probe.py (writes heldout.json here).
+the element-wise mean of the models' weights: one model of the same size. "steps=T" runs
+pretrained/mnist's weights for T time steps at inference instead of its trained 8.
+Run from the repository root: python experiments/cpu_logs/mnist_heldout/probe.py
+(writes heldout.json beside this file).
 """
 
 import json
@@ -21,6 +24,8 @@ import numpy as np  # noqa: E402
 
 from glom_tf.config import Config  # noqa: E402
 from glom_tf.model import build_model  # noqa: E402
+from training import data  # noqa: E402
+from training.metrics import readout_figures  # noqa: E402
 from training.train import load_data  # noqa: E402
 
 NAMES = {
@@ -36,29 +41,30 @@ SOUPS = [
     ("shipped", "ce", "ce2", "meance_gpu", "meance_cpu"),
     ("ce", "meance_gpu"),
 ]
+STEPS = (9, 10, 12)
 
 
 def main() -> None:
     config = Config.from_dict(json.load(open("pretrained/mnist/config.json")))
     _, held_out = load_data(config, "../shared/data/mnist")
-    x, y = held_out.images.astype("float32") / 255.0, held_out.labels
+    dataset = data.make_dataset(held_out, 500, config.image_size)
     weights = {k: keras.saving.load_model(p).get_weights() for k, p in NAMES.items()}
-    model = build_model(config)
-
-    def accuracy(ws):
-        model.set_weights(ws)
-        scores = np.concatenate([np.asarray(model(x[i : i + 500])) for i in range(0, len(y), 500)])
-        mean = scores.mean((1, 2)).argmax(-1)  # (N, h, w, C) -> (N,)
-        votes = scores.argmax(-1).reshape(len(y), -1)  # (N, h*w)
-        vote = np.array([np.bincount(v, minlength=10).argmax() for v in votes])
-        return float((mean == y).mean()), float((vote == y).mean())
-
     out = {}
+
+    def record(name, model):
+        figures = readout_figures(model, dataset, held_out.num_classes)
+        out[name] = {"vote": figures["accuracy_vote"], "mean": figures["accuracy_mean"]}
+        print(name, out[name], flush=True)
+
+    model = build_model(config)
     for combo in [(k,) for k in NAMES] + SOUPS:
-        ws = [np.mean([weights[k][i] for k in combo], axis=0) for i in range(len(weights[combo[0]]))]
-        mean, vote = accuracy(ws)
-        out["+".join(combo)] = {"mean": mean, "vote": vote}
-        print("+".join(combo), "mean", mean, "vote", vote, flush=True)
+        members = [weights[k] for k in combo]
+        model.set_weights([np.mean(layer, axis=0) for layer in zip(*members)])  # element-wise mean
+        record("+".join(combo), model)
+    for steps in STEPS:
+        model = build_model(config.with_overrides(steps=steps))
+        model.set_weights(weights["shipped"])
+        record(f"shipped steps={steps}", model)
     with open(os.path.join(HERE, "heldout.json"), "w") as f:
         json.dump(out, f, indent=1)
 
