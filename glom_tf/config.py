@@ -25,6 +25,7 @@ class ConfigError(UserError, ValueError):
 ATTENTIONS = ("similarity", "learned", "plain", "none")
 SAME_LEVEL = ("mlp", "consensus")
 UPDATES = ("residual", "average")
+POSITIONS = ("none", "top_down", "input")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +61,10 @@ class ModelConfig:
     learned_update_weights: bool = False  # "average": per-level softmax weights of the terms
     state_norm: bool = False  # layer-normalise every updated level vector after each step
     top_down: bool = True
+    # Where each column's location enters (a learned (grid, grid, dim) embedding): "none" (the
+    # original: the networks see no location; the torus has no edges), "top_down" (the paper:
+    # added to the top-down networks' input, as glom-pytorch does) or "input" (added to level 0).
+    position: str = "none"
     init_state: str = "uniform"  # "uniform" [0, 0.1), "zeros", "learned"
     noise: float = 1e-4  # uniform [0, noise) added to the state each training step (level 0 too)
     skip_periods: tuple[int, ...] = (15, 7, 3)  # the original's "saved states" accumulators; () = off
@@ -166,6 +171,11 @@ class ModelConfig:
                 "same_level='consensus' needs an attention other than 'none'",
             ),
             (self.update in UPDATES, f"update must be one of {', '.join(UPDATES)}"),
+            (self.position in POSITIONS, f"position must be one of {', '.join(POSITIONS)}"),
+            (
+                self.position != "top_down" or (self.top_down and self.levels > 2),
+                "position='top_down' needs top_down=true and levels > 2",
+            ),
             (
                 self.init_state in ("uniform", "zeros", "learned"),
                 "init_state must be 'uniform', 'zeros' or 'learned'",

@@ -49,6 +49,11 @@ class GlomModel(keras.Model):
         if self.embedding == "linear":
             self.embed = keras.layers.Dense(d, name="embed")
             self.embed.build((None, g, g, self.patch_size**2 * self.channels))
+        self.location = None
+        if self.position == "input":  # each cell's learned location, added to level 0
+            self.location = self.add_weight(
+                shape=(g, g, d), initializer=keras.initializers.RandomNormal(stddev=0.02), name="location"
+            )
         self.initial = None
         if self.init_state == "learned":
             self.initial = self.add_weight(
@@ -73,6 +78,7 @@ class GlomModel(keras.Model):
             self.hidden_scale,
             self.noise,
             self.normalize,
+            self.position == "top_down",
             name="step",
         )
         self.step.build((None, g, g, levels, d))
@@ -99,10 +105,14 @@ class GlomModel(keras.Model):
         return ops.reshape(x, (-1, g, g, p * p * c))  # (B, h, w, p*p*C)
 
     def embed_patches(self, patches):
-        """Level 0: (B, h, w, p*p*C) -> (B, h, w, D)."""
+        """Level 0: (B, h, w, p*p*C) -> (B, h, w, D) (with `position="input"`, plus each cell's location)."""
         if self.embed is None:  # the original: each pixel's value repeated D times
-            return patches * ops.ones((self.dim,), patches.dtype)  # (B, H, W, D)
-        return self.embed(patches)  # (B, h, w, D)
+            bottom = patches * ops.ones((self.dim,), patches.dtype)  # (B, H, W, D)
+        else:
+            bottom = self.embed(patches)  # (B, h, w, D)
+        if self.location is not None:
+            bottom = bottom + ops.cast(self.location, bottom.dtype)  # (B, h, w, D) + (h, w, D)
+        return bottom
 
     def embed_images(self, images):
         """Level 0: (B, H, W[, C]) in [0, 1] -> (B, h, w, D)."""

@@ -2,7 +2,8 @@
 
 For every cell and every updated level l >= 1, with N(.) the torus neighbourhood of radius r:
     BU_l   = bottom_up_l(N(level l-1))                  a prediction from the part below
-    TD_l   = top_down_l(N(level l+1))                   from the whole above (none at the top)
+    TD_l   = top_down_l(N(level l+1 [+ P]))             from the whole above (none at the top);
+             with `position`, each neighbour's vector carries its cell's learned location P
     SAME_l = the same-level term over N(level l): a network on the attention-weighted
              neighbourhood ("mlp", the original), or the attention-weighted average of the
              neighbours' vectors ("consensus", the paper's islands-forming term)
@@ -59,6 +60,7 @@ class GlomStep(keras.layers.Layer):
         output_scale: float,
         noise: float,
         normalize: bool,
+        position: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -75,6 +77,7 @@ class GlomStep(keras.layers.Layer):
         self.output_scale = output_scale
         self.noise = noise
         self.normalize = normalize
+        self.position = position  # the top-down networks read each cell's learned location
 
     def build(self, input_shape):
         levels, d, k = input_shape[3], input_shape[4], neighbour_count(self.radius)
@@ -88,6 +91,13 @@ class GlomStep(keras.layers.Layer):
         if self.top_down and levels > 2:
             self.top_down_mlp = LevelMLP(levels - 2, d, self.dropout, self.output_scale, name="top_down")
             self.top_down_mlp.build((levels - 2, None, k * d))
+        self.location = None
+        if self.position:
+            self.location = self.add_weight(
+                shape=(input_shape[1], input_shape[2], d),
+                initializer=keras.initializers.RandomNormal(stddev=0.02),
+                name="location",
+            )
         self.same_level = None
         if self.attention != "none":
             self.same_level = SameLevelAttention(
@@ -139,7 +149,12 @@ class GlomStep(keras.layers.Layer):
         # Top-down: level l+1's neighbourhood -> level l, for l = 1..L-2 (none for the top).
         down = ops.zeros_like(up)
         if self.top_down_mlp is not None:
-            down = self.top_down_mlp(rows[2:], seed=seeds[1], training=training)  # (L-2, N, D)
+            above = rows[2:]  # (L-2, N, K*D)
+            if self.location is not None:  # each neighbour's location beside its vector
+                where = ops.cast(self.location, x.dtype)[None, None]  # (1, 1, H, W, D)
+                where = ops.broadcast_to(self.neighbourhood(where), (1, b, h, w, k * d))
+                above = above + ops.reshape(where, (1, -1, k * d))  # (L-2, N, K*D)
+            down = self.top_down_mlp(above, seed=seeds[1], training=training)  # (L-2, N, D)
             down = ops.concatenate([down, ops.zeros_like(up[-1:])], axis=0)  # (L-1, N, D)
         # Same level: attention over level l's own neighbourhood, l = 1..L-1.
         if self.same_level is not None:
@@ -188,4 +203,5 @@ class GlomStep(keras.layers.Layer):
             "output_scale": self.output_scale,
             "noise": self.noise,
             "normalize": self.normalize,
+            "position": self.position,
         }

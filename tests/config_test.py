@@ -7,7 +7,7 @@ import numpy as np
 
 import glom_tf
 from glom_tf.cli import UserError, parse_assignments
-from glom_tf.config import ATTENTIONS, SAME_LEVEL, UPDATES, Config, ConfigError, ModelConfig
+from glom_tf.config import ATTENTIONS, POSITIONS, SAME_LEVEL, UPDATES, Config, ConfigError, ModelConfig
 from glom_tf.model import GlomModel, build_model
 from glom_tf.presets import get_preset, presets
 from tests.test_case import GlomTestCase
@@ -15,7 +15,11 @@ from tests.test_case import GlomTestCase
 # Every string choice that ModelConfig accepts somewhere. A new string field whose choices are
 # not here finds no valid non-default value, and the round-trip test says so.
 STRING_CHOICES = (
-    ATTENTIONS + SAME_LEVEL + UPDATES + ("repeat", "linear", "uniform", "zeros", "learned", "vote", "mean")
+    ATTENTIONS
+    + SAME_LEVEL
+    + UPDATES
+    + POSITIONS
+    + ("repeat", "linear", "uniform", "zeros", "learned", "vote", "mean")
 )
 DEFAULTS = {f.name: f.default for f in dataclasses.fields(ModelConfig)}
 
@@ -139,6 +143,8 @@ class ConfigTest(GlomTestCase):
             "radius=2": "radius too large",
             "island_scales=2": "island_scales needs 2 values",
             "mask_ratio=1": "mask_ratio must be in",
+            "position=edges": "position must be one of none, top_down, input",
+            "position=top_down": None,  # valid: tiny has 3 levels and top-down networks
             "dim": "expects key=value",
         }
         for item, message in cases.items():
@@ -153,6 +159,8 @@ class ConfigTest(GlomTestCase):
             ModelConfig.from_dict({"batch_size": 3})  # a training field is not a model field
         with self.assertRaisesRegex(ConfigError, "same_level='consensus' needs"):
             ModelConfig().with_overrides(attention="none", same_level="consensus")
+        with self.assertRaisesRegex(ConfigError, "position='top_down' needs"):
+            get_preset("tiny").with_overrides(position="top_down", top_down=False)
         self.assertTrue(issubclass(ConfigError, UserError) and issubclass(ConfigError, ValueError))
 
 

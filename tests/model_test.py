@@ -79,9 +79,34 @@ class GlomModelTest(GlomTestCase):
             model.initial_state(bottom, training=True), model.initial_state(bottom, training=True)
         )
 
+    def test_position_breaks_the_torus_translation_symmetry(self):
+        # Without a location every cell runs the same networks on a torus from the same learned
+        # initial state: moving the image by one cell (7 pixels on the tiny 4x4 grid, wrapping)
+        # moves the scores by one cell. With a location (either place) it does not.
+        x, _ = mnist_digits(2)
+        moved = np.roll(x, 7, axis=2)  # one cell to the right
+        for position in ("none", "input", "top_down"):
+            with self.subTest(position=position):
+                model = glom_tf.build_model(tiny(steps=3, position=position))
+                for w in model.weights:
+                    if "location" in w.path:
+                        w.assign(np.random.default_rng(0).normal(size=w.shape))
+                gap = np.abs(np.roll(np.asarray(model(x)), 1, axis=2) - np.asarray(model(moved))).max()
+                if position == "none":
+                    self.assertLess(gap, 1e-4)
+                else:
+                    self.assertGreater(gap, 1e-2)
+        # position="input": level 0 is the patch embedding plus the cell's location.
+        model = glom_tf.build_model(tiny(position="input"))
+        patches = model.patches(x)
+        embedded = np.asarray(model.embed(patches)) + np.asarray(model.location)  # (B, h, w, D)
+        self.assertAllClose(model.embed_patches(patches), embedded, atol=1e-6)
+        self.assertEqual(model.count_params(), glom_tf.build_model(tiny()).count_params() + 4 * 4 * 8)
+
     def test_keras_save_load_round_trip(self):
         x, _ = mnist_digits(4)
-        for config in (tiny(), glom_tf.get_preset("seed").with_overrides(steps=4)):
+        configs = (tiny(), tiny(position="top_down"), glom_tf.get_preset("seed").with_overrides(steps=4))
+        for config in configs:
             model = glom_tf.build_model(config)
             compile_model(model, config)
             path = os.path.join(self.get_temp_dir(), "model.keras")

@@ -73,8 +73,27 @@ class GlomStepTest(GlomTestCase):
             "learned_update_weights": True,
             "dropout": 0.1,
             "noise": 1e-4,
+            "position": True,
         }
         self.run_layer_test(GlomStep, kwargs, state(), (2, 5, 5, 4, 6))
+
+    def test_position_adds_each_neighbours_location_to_the_top_down_input_only(self):
+        x = state(11)
+        layer = step(attention="learned", attention_dim=3, position=True)
+        layer.build(x.shape)
+        where = np.random.default_rng(5).normal(size=(5, 5, 6)).astype("float32")  # (H, W, D)
+        layer.location.assign(where)
+        new = np.asarray(layer(x)[0])
+        previous, up, _, same = terms(layer, x)  # bottom-up and same level read no location
+        # Top-down in numpy: the torus neighbourhood of (level l+1 + location), l = 1, 2.
+        located = x + where[None, :, :, None, :]  # (B, H, W, L, D)
+        rows = neighbourhood(located).reshape(4, 50, -1)  # (L, N, K*D)
+        down = np.zeros_like(up)
+        down[:-1] = np.asarray(layer.top_down_mlp(rows[2:]))
+        self.assertAllClose(new, to_state(x, previous + up + down + same), atol=1e-5)
+        # And the location is live: the same weights with the location zeroed give another state.
+        layer.location.assign(np.zeros_like(where))
+        self.assertGreater(np.abs(new - np.asarray(layer(x)[0])).max(), 1e-3)
 
     def test_residual_update_is_the_sum_of_the_terms(self):
         x = state(9)
