@@ -14,9 +14,14 @@
 # Stages 4 and 5 (run 2026-12-04 in the second lent session, instead of stage 3, whose changes led
 # nowhere on the CPU; README, "Stages 4 and 5"; summaries in experiments/gpu_logs/stage{4,5}):
 #   BUDGET=500 STAGE=4 bash experiments/gpu_run.sh; then BUDGET=265 STAGE=5 bash experiments/gpu_run.sh
+# Stage 6 (prepared 2026-12-04 for a later lent session, not run yet): each column's learned
+# location in the top-down networks (position=top_down, the paper's) against stage 1's runs at
+# the same budget, Fashion at batch 64 (twice stage 1's optimizer steps), and MNIST with the
+# location and the island terms on the residual dynamics:
+#   BUDGET=470 STAGE=6 bash experiments/gpu_run.sh
 set -u
 : "${OUT:?set OUT to the output folder}"
-case "${STAGE:-1}" in 1 | 2 | 3 | 4 | 5) ;; *) echo "error: STAGE must be 1, 2, 3, 4 or 5" >&2; exit 2 ;; esac
+case "${STAGE:-1}" in 1 | 2 | 3 | 4 | 5 | 6) ;; *) echo "error: STAGE must be 1, 2, 3, 4, 5 or 6" >&2; exit 2 ;; esac
 BUDGET=${BUDGET:-480}
 S=$(mktemp -d)
 if [ -z "${NO_WHEELS:-}" ]; then  # NO_WHEELS=1: Keras is already installed (a smoke run here)
@@ -26,11 +31,13 @@ export PYTHONPATH=$S:$PWD KERAS_BACKEND=jax XLA_PYTHON_CLIENT_PREALLOCATE=false 
 DEADLINE=$(( $(date +%s) + BUDGET ))
 # SMOKE="--set dim=8 ..." (a smoke run here) is applied last; REQUIRE= lets it run on a CPU.
 BATCH=128; [ "${STAGE:-1}" = 4 ] && BATCH=256  # stage 4: fewer, larger runs (more epochs each)
-COMMON="--set validation_size=5000 --set batch_size=$BATCH ${SMOKE:-} --deadline $DEADLINE ${REQUIRE---require-gpu}"
+# FIRST comes before a run's own --set (which may change the batch), COMMON after it.
+FIRST="--set validation_size=5000 --set batch_size=$BATCH"
+COMMON="${SMOKE:-} --deadline $DEADLINE ${REQUIRE---require-gpu}"
 MNIST_AUG="--set augment_shift=2 --set augment_rotate=10 --set augment_scale=0.1"
 run() {  # NAME DATA ARGS...
   local name=$1 dir=$2; shift 2
-  python3 experiments/gpu_fit.py "$@" $COMMON --data-dir ".gpudata/$dir" --out "$OUT/$name" \
+  python3 experiments/gpu_fit.py $FIRST "$@" $COMMON --data-dir ".gpudata/$dir" --out "$OUT/$name" \
     > "$OUT/$name.out" 2>&1 &
 }
 case "${STAGE:-1}" in
@@ -75,6 +82,18 @@ INIT="--preset mnist --set init_from=pretrained/mnist/model.keras"
 run mnist_ft_ce mnist $INIT --set learning_rate=0.0005
 run mnist_ft_ce2 mnist $INIT --set learning_rate=0.0002
 run mnist_ft_meance mnist $INIT --set learning_rate=0.0005 --set loss=mean_crossentropy ;;
+6)  # each column's location in the top-down networks (position=top_down): stage 1's fashion64
+    # and mnist64 with it; fashion64 with it and flips only (pretrained/fashion_mnist's
+    # augmentation); the same at batch 64, peak 0.003 (twice the optimizer steps); and the
+    # `mnist` preset with the location and the island terms (README, the islands table's
+    # res_isl33_w3_sh1_pos_t03 row): islands on the accuracy model's residual dynamics?
+FASHION="--preset fashion_mnist --set dim=64 --set attention_dim=32 --set position=top_down"
+run fashion64_pos fashion $FASHION --set augment_shift=2
+run fashion64_flip_pos fashion $FASHION
+run fashion64_b64_pos fashion $FASHION --set augment_shift=2 --set batch_size=64 --set learning_rate=0.003
+run mnist64_pos mnist --preset mnist --set position=top_down
+run mnist64_isl_pos mnist --preset mnist --set position=top_down --set island_weight=3.0 \
+  --set island_scales=3,3,0 --set island_sharpness=1.0 --set island_temperature=0.3 ;;
 esac
 sleep 90; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv > "$OUT/nvidia_smi.txt"
 wait

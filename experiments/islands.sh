@@ -50,6 +50,21 @@ declare -A ROWS=(
   [avg_isl33_w3_sh1_att_t03]="$AVG island_weight=3.0 island_scales=3,3,0 island_sharpness=1.0 attention=learned island_temperature=0.3"
   [avg_isl33_w3_sh1_att_d48]="$AVG island_weight=3.0 island_scales=3,3,0 island_sharpness=1.0 attention=learned dim=48 attention_dim=24"
   [avg_isl33_w3_sh1_att_d48_t03]="$AVG island_weight=3.0 island_scales=3,3,0 island_sharpness=1.0 attention=learned dim=48 attention_dim=24 island_temperature=0.3"
+  # each column's learned location added to the top-down networks' input (the paper's top-down
+  # "neural field"; position=top_down): on the islands row, on the accuracy model's residual
+  # dynamics with the island terms, and on `default` alone
+  [avg_isl33_w3_sh1_att_pos]="$AVG island_weight=3.0 island_scales=3,3,0 island_sharpness=1.0 attention=learned position=top_down"
+  [res_isl33_w3_sh1_pos]="island_weight=3.0 island_scales=3,3,0 island_sharpness=1.0 position=top_down"
+  [base_pos]="position=top_down"
+  # the residual row with the location: a heavier objective, a softer temperature, the `mnist` training
+  # a second seed (another 4,000 training digits and 1,000 held out) for the location's rows
+  [base_s1]="seed=1"
+  [base_pos_s1]="position=top_down seed=1"
+  [res_isl33_w3_sh1_s1]="island_weight=3.0 island_scales=3,3,0 island_sharpness=1.0 seed=1"
+  [res_isl33_w3_sh1_pos_s1]="island_weight=3.0 island_scales=3,3,0 island_sharpness=1.0 position=top_down seed=1"
+  [res_isl33_w10_sh1_pos]="island_weight=10.0 island_scales=3,3,0 island_sharpness=1.0 position=top_down"
+  [res_isl33_w3_sh1_pos_t03]="island_weight=3.0 island_scales=3,3,0 island_sharpness=1.0 position=top_down island_temperature=0.3"
+  [res_isl33_w3_sh1_pos_full]="island_weight=3.0 island_scales=3,3,0 island_sharpness=1.0 position=top_down steps=8 learning_rate=0.005 weight_decay=0.05 clipnorm=1.0"
   [avg_p2]="$AVG patch_size=2"  # the finer grid: 2x2 patches, 14x14 columns
   # the `islands` row on the finer grid, its negatives twice as far in cells (the same distance in pixels)
   [avg_isl66_w3_sh1_p2]="$AVG island_weight=3.0 island_scales=6,6,0 island_sharpness=1.0 patch_size=2"
