@@ -161,6 +161,29 @@ class ExportTest(GlomTestCase):
         ops = {op["op_name"] for op in interpreter._get_ops_details()}
         self.assertFalse([op for op in ops if "Flex" in op or op == "CUSTOM"], ops)
 
+    def test_location_exports_to_builtin_tflite_with_the_same_answers(self):
+        # position=top_down and position=input: the learned location converts to builtin ops and
+        # the float TFLite file gives the Keras model's mean-readout answers (numpy reference).
+        from ai_edge_litert.interpreter import Interpreter
+
+        images = artifacts()["images"][:50]
+        for position in ("top_down", "input"):
+            with self.subTest(position=position):
+                config = glom_tf.get_preset("tiny").with_overrides(position=position, steps=3)
+                model = glom_tf.build_model(config)
+                for w in model.weights:
+                    if "location" in w.path:  # a location far from its near-zero initial draw
+                        w.assign(np.random.default_rng(1).normal(size=w.shape))
+                path = os.path.join(self.get_temp_dir(), f"{position}.tflite")
+                with open(path, "wb") as f:
+                    f.write(convert(model, "none"))
+                ops = {op["op_name"] for op in Interpreter(model_path=path)._get_ops_details()}
+                self.assertFalse([op for op in ops if "Flex" in op or op == "CUSTOM"], ops)
+                reference = numpy_reference(model, images)
+                out = run_tflite(path, images)
+                self.assertAllEqual(out["classes"], reference["classes"])
+                self.assertAllClose(out["probabilities"], reference["probabilities"], atol=1e-4)
+
     def test_artifacts_load_without_this_project(self):
         # A process with plain tensorflow / plain ai_edge_litert + numpy, outside the repo.
         a = artifacts()
