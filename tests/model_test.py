@@ -101,13 +101,23 @@ class GlomModelTest(GlomTestCase):
         patches = model.patches(x)
         embedded = np.asarray(model.embed(patches)) + np.asarray(model.location)  # (B, h, w, D)
         self.assertAllClose(model.embed_patches(patches), embedded, atol=1e-6)
-        self.assertEqual(model.count_params(), glom_tf.build_model(tiny()).count_params() + 4 * 4 * 8)
+        base = glom_tf.build_model(tiny()).count_params()
+        self.assertEqual(model.count_params(), base + 4 * 4 * 8)  # one (grid, grid, dim) location
+        self.assertEqual(glom_tf.build_model(tiny(position="top_down")).count_params(), base + 4 * 4 * 8)
 
     def test_keras_save_load_round_trip(self):
         x, _ = mnist_digits(4)
-        configs = (tiny(), tiny(position="top_down"), glom_tf.get_preset("seed").with_overrides(steps=4))
+        configs = (
+            tiny(),
+            tiny(position="top_down"),
+            tiny(position="input"),
+            glom_tf.get_preset("seed").with_overrides(steps=4),
+        )
         for config in configs:
             model = glom_tf.build_model(config)
+            for w in model.weights:
+                if "location" in w.path:  # far from its near-zero initial draw
+                    w.assign(np.random.default_rng(2).normal(size=w.shape))
             compile_model(model, config)
             path = os.path.join(self.get_temp_dir(), "model.keras")
             model.save(path)
