@@ -56,12 +56,12 @@ declare -A ROWS=(
   [avg_isl33_w3_sh1_att_pos]="$AVG island_weight=3.0 island_scales=3,3,0 island_sharpness=1.0 attention=learned position=top_down"
   [res_isl33_w3_sh1_pos]="island_weight=3.0 island_scales=3,3,0 island_sharpness=1.0 position=top_down"
   [base_pos]="position=top_down"
-  # the residual row with the location: a heavier objective, a softer temperature, the `mnist` training
   # a second seed (another 4,000 training digits and 1,000 held out) for the location's rows
   [base_s1]="seed=1"
   [base_pos_s1]="position=top_down seed=1"
   [res_isl33_w3_sh1_s1]="island_weight=3.0 island_scales=3,3,0 island_sharpness=1.0 seed=1"
   [res_isl33_w3_sh1_pos_s1]="island_weight=3.0 island_scales=3,3,0 island_sharpness=1.0 position=top_down seed=1"
+  # the residual row with the location: a heavier objective, a softer temperature, the `mnist` training
   [res_isl33_w10_sh1_pos]="island_weight=10.0 island_scales=3,3,0 island_sharpness=1.0 position=top_down"
   [res_isl33_w3_sh1_pos_t03]="island_weight=3.0 island_scales=3,3,0 island_sharpness=1.0 position=top_down island_temperature=0.3"
   [res_isl33_w3_sh1_pos_full]="island_weight=3.0 island_scales=3,3,0 island_sharpness=1.0 position=top_down steps=8 learning_rate=0.005 weight_decay=0.05 clipnorm=1.0"

@@ -11,7 +11,7 @@ from keras import ops
 from glom_tf import islands, objectives, stateless, time_loop
 from glom_tf.config import ModelConfig
 from glom_tf.readout import readout
-from glom_tf.step import GlomStep
+from glom_tf.step import LOCATION_STD, GlomStep
 
 PIXEL_MEAN, PIXEL_STD = 0.1307, 0.3081  # MNIST's pixel mean and std, as the original normalises
 INIT_HIGH = 0.1  # the original's initial state: uniform [0, 0.1)
@@ -52,7 +52,9 @@ class GlomModel(keras.Model):
         self.location = None
         if self.position == "input":  # each cell's learned location, added to level 0
             self.location = self.add_weight(
-                shape=(g, g, d), initializer=keras.initializers.RandomNormal(stddev=0.02), name="location"
+                shape=(g, g, d),
+                initializer=keras.initializers.RandomNormal(stddev=LOCATION_STD),
+                name="location",
             )
         self.initial = None
         if self.init_state == "learned":

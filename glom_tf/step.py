@@ -26,6 +26,7 @@ from glom_tf.level_mlp import LevelMLP
 from glom_tf.neighbourhood import Neighbourhood, neighbour_count
 
 TERMS = 4  # previous vector, bottom-up, top-down, same level
+LOCATION_STD = 0.02  # initial draw of a learned location (GlomStep here, GlomModel for level 0)
 
 
 def layer_norm(x, epsilon: float = 1e-5):
@@ -95,7 +96,7 @@ class GlomStep(keras.layers.Layer):
         if self.position:
             self.location = self.add_weight(
                 shape=(input_shape[1], input_shape[2], d),
-                initializer=keras.initializers.RandomNormal(stddev=0.02),
+                initializer=keras.initializers.RandomNormal(stddev=LOCATION_STD),
                 name="location",
             )
         self.same_level = None
