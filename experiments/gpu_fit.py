@@ -79,7 +79,7 @@ def main(argv=None) -> int:
         )
     model = build_model(config)
     if config.init_from:  # a second stage: start from a finished run's weights
-        model.set_weights(initial_weights(config))
+        initial_weights(config).assign_to(model)
     compile_model(model, config, steps_per_epoch, jit_compile=True, constant_rate=True)
     val_x = validation.images.astype(np.float32) / 255.0
     val_y = validation.labels.astype(np.int32)

@@ -239,8 +239,8 @@ class Config(ModelConfig):
     augment_flip: bool = False  # mirror left-right with probability 1/2 (garments, not digits)
     jit_compile: bool = True
     # A trained model's .keras file whose weights start the run instead of a fresh initialisation
-    # (fine-tuning, e.g. with other augmentation); the optimizer and schedule start fresh. Its
-    # weights must fit this config's model. "" = a fresh initialisation.
+    # (fine-tuning, e.g. with other augmentation); the optimizer and schedule start fresh. Weights
+    # are matched by path (training.train.initial_weights). "" = a fresh initialisation.
     init_from: str = ""
 
     def checks(self) -> list[tuple[bool, str]]:

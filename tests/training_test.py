@@ -544,6 +544,30 @@ class FitEndToEndTest(GlomTestCase):
         for got, want in zip(saved.get_weights(), source.get_weights()):
             np.testing.assert_array_equal(got, want)
 
+        # Weights are matched by path: a location the source lacks starts fresh, the rest is copied;
+        # and back again, the location the new config lacks is left out. Both are named.
+        located = build_model(tiny.with_overrides(seed=7, position="top_down"))
+        located_path = os.path.join(tmp, "located.keras")
+        located.save(located_path)
+        for name, source_model, path, position in (
+            ("add", source, source_path, "top_down"),
+            ("drop", located, located_path, "none"),
+        ):
+            workdir = os.path.join(tmp, name)
+            run = fit(workdir, "--epochs", "0", "--set", f"position={position}", "--set", f"init_from={path}")
+            self.assertEqual(run.returncode, 0, run.stderr[-2000:])
+            label = "initialised fresh" if name == "add" else "not used"
+            self.assertIn(f"{label}: glom/step/location", run.stdout)
+            trained = keras.saving.load_model(os.path.join(workdir, "model.keras"))
+            saved = {v.path: np.asarray(v) for v in trained.weights}
+            given = {v.path: np.asarray(v) for v in source_model.weights}
+            self.assertEqual(set(saved) ^ set(given), {"glom/step/location"})
+            for key in set(saved) & set(given):
+                np.testing.assert_array_equal(saved[key], given[key], err_msg=key)
+            if name == "add":  # the new location is a fresh draw, not zeros
+                self.assertEqual(saved["glom/step/location"].shape, (4, 4, tiny.dim))
+                self.assertGreater(np.abs(saved["glom/step/location"]).max(), 0.0)
+
     def test_nan_stops_and_keeps_nothing_bad(self):
         workdir = os.path.join(self.get_temp_dir(), "nan")
         run = cli(

@@ -203,8 +203,14 @@ def _finished(paths: Paths, config: Config) -> dict | None:
     return finished
 
 
-def initial_weights(config: Config) -> list:
-    """The weights of `config.init_from`, checked against the model `config` builds."""
+def initial_weights(config: Config) -> InitialWeights:
+    """The weights of `config.init_from` that fit the model `config` builds, matched by path.
+
+    A weight both models have must have the same shape in both. The config's model may have
+    weights the source lacks (e.g. the learned location of `position=top_down`): they keep their
+    fresh initialisation. The source may have weights the config's model lacks (e.g. a denoising
+    decoder): they are not used. Both are named in `InitialWeights.note`.
+    """
     from glom_tf.cli import load_glom_model
     from glom_tf.model import build_model
 
@@ -215,15 +221,37 @@ def initial_weights(config: Config) -> list:
         source = load_glom_model(path)
     except UserError:
         raise UserError(f"init_from {path}: cannot be loaded as a GLOM model") from None
-    expected = [tuple(v.shape) for v in build_model(config).weights]
-    found = [tuple(v.shape) for v in source.weights]
-    if found != expected:
+    found = dict(zip((v.path for v in source.weights), source.get_weights()))
+    expected = {v.path: tuple(v.shape) for v in build_model(config).weights}
+    misfit = [p for p in expected if p in found and found[p].shape != expected[p]]
+    if misfit or not set(found) & set(expected):
         differ = [f for f in ModelConfig.field_names() if getattr(source.spec, f) != getattr(config, f)]
         raise UserError(
             f"init_from {path}: its weights do not fit this config's model "
             f"(fields that differ: {', '.join(differ) or 'none'})"
         )
-    return source.get_weights()
+    fresh = [p for p in expected if p not in found]
+    unused = [p for p in found if p not in expected]
+    note = "".join(
+        f"; {label}: {', '.join(names)}"
+        for label, names in (("initialised fresh", fresh), ("not used", unused))
+        if names
+    )
+    return InitialWeights({p: found[p] for p in expected if p in found}, note)
+
+
+@dataclasses.dataclass(frozen=True)
+class InitialWeights:
+    """Trained weights by variable path, for the model a config builds (see `initial_weights`)."""
+
+    values: dict
+    note: str = ""  # "; initialised fresh: ...; not used: ..." or ""
+
+    def assign_to(self, model) -> None:
+        """Copy the weights into `model`'s variables of the same path; the others are left as they are."""
+        for variable in model.weights:
+            if variable.path in self.values:
+                variable.assign(self.values[variable.path])
 
 
 def _fit_locked(
@@ -266,8 +294,8 @@ def _fit_locked(
         else:
             model = build_model(config)
             if init_weights is not None:
-                model.set_weights(init_weights)
-                print(f"starting from the weights of {config.init_from}", flush=True)
+                init_weights.assign_to(model)
+                print(f"starting from the weights of {config.init_from}{init_weights.note}", flush=True)
             compile_model(model, config, steps_per_epoch, jit)
         model.jit_compile = jit
 
