@@ -68,6 +68,42 @@ class GpuFitTest(GlomTestCase):
             for key in ("vote_accuracy", "mean_accuracy", "loss"):
                 self.assertAllClose(figures[key], summary["validation"][key], atol=1e-4)
 
+    def test_init_from_under_jax_copies_the_shared_weights_by_path(self):
+        """gpu_fit's second stages start from `initial_weights(config).assign_to(model)` under JAX."""
+        try:
+            import jax  # noqa: F401
+        except ImportError:
+            self.skipTest("jax is not installed (pip install -e .[jax])")
+        script = """
+import json, sys
+import numpy as np
+from glom_tf.model import build_model
+from glom_tf.presets import get_preset
+from training.train import initial_weights
+tiny = get_preset("tiny")
+source = build_model(tiny.with_overrides(seed=5))
+source.save(sys.argv[1])
+config = tiny.with_overrides(position="top_down", init_from=sys.argv[1])
+model = build_model(config)
+weights = initial_weights(config)
+weights.assign_to(model)
+given = {v.path: np.asarray(v) for v in source.weights}
+got = {v.path: np.asarray(v) for v in model.weights}
+print(json.dumps({"note": weights.note, "only_here": sorted(set(got) - set(given)),
+                  "max_diff": max(float(np.abs(got[k] - given[k]).max()) for k in given)}))
+"""
+        with tempfile.TemporaryDirectory() as tmp:
+            env = user_env(KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
+            done = subprocess.run(
+                [sys.executable, "-c", script, os.path.join(tmp, "source.keras")],
+                env=env, capture_output=True, text=True, timeout=300,
+            )  # fmt: skip
+            self.assertEqual(done.returncode, 0, done.stderr[-3000:])
+            result = json.loads(done.stdout.strip().splitlines()[-1])
+        self.assertEqual(result["only_here"], ["glom/step/location"])
+        self.assertEqual(result["note"], "; initialised fresh: glom/step/location")
+        self.assertEqual(result["max_diff"], 0.0)
+
     def test_bad_arguments_are_one_line_errors(self):
         script = os.path.join(REPO, "experiments", "gpu_fit.py")
         for args, expected in (
