@@ -12,6 +12,8 @@ cd "$(dirname "$0")/.."
 DATA=${1:?usage: bash experiments/islands.sh DATA_DIR [ROW ...]}
 shift
 AVG="same_level=consensus attention=similarity update=average state_norm=true hidden_scale=1.0"
+# the residual dynamics with the location and the island terms at temperature 0.3 (res_isl33_w3_sh1_pos_t03)
+RPT="island_weight=3.0 island_scales=3,3,0 island_sharpness=1.0 position=top_down island_temperature=0.3"
 declare -A ROWS=(
   [base]=""
   [avg]="$AVG"
@@ -65,6 +67,21 @@ declare -A ROWS=(
   [res_isl33_w10_sh1_pos]="island_weight=10.0 island_scales=3,3,0 island_sharpness=1.0 position=top_down"
   [res_isl33_w3_sh1_pos_t03]="island_weight=3.0 island_scales=3,3,0 island_sharpness=1.0 position=top_down island_temperature=0.3"
   [res_isl33_w3_sh1_pos_full]="island_weight=3.0 island_scales=3,3,0 island_sharpness=1.0 position=top_down steps=8 learning_rate=0.005 weight_decay=0.05 clipnorm=1.0"
+  # the `t03` row one `mnist` training setting at a time (which of them keeps level 2 in one piece?),
+  # all four, and at the `mnist` preset's 64 dims
+  [res_pos_t03_full]="$RPT steps=8 learning_rate=0.005 weight_decay=0.05 clipnorm=1.0"
+  [res_pos_t03_steps8]="$RPT steps=8"
+  [res_pos_t03_lr005]="$RPT learning_rate=0.005"
+  [res_pos_t03_wd]="$RPT weight_decay=0.05"
+  [res_pos_t03_clip]="$RPT clipnorm=1.0"
+  [res_pos_t03_d64]="$RPT dim=64 attention_dim=32"
+  # the four together without the sharpness term, and at Adam's 0.01
+  [res_pos_t03_full_sh0]="$RPT steps=8 learning_rate=0.005 weight_decay=0.05 clipnorm=1.0 island_sharpness=0.0"
+  [res_pos_t03_full_lr01]="$RPT steps=8 learning_rate=0.01 weight_decay=0.05 clipnorm=1.0"
+  # two of steps, weight decay and clipping at a time (each alone keeps level 2's parts)
+  [res_pos_t03_steps8_wd]="$RPT steps=8 weight_decay=0.05"
+  [res_pos_t03_steps8_clip]="$RPT steps=8 clipnorm=1.0"
+  [res_pos_t03_wd_clip]="$RPT weight_decay=0.05 clipnorm=1.0"
   [avg_p2]="$AVG patch_size=2"  # the finer grid: 2x2 patches, 14x14 columns
   # the `islands` row on the finer grid, its negatives twice as far in cells (the same distance in pixels)
   [avg_isl66_w3_sh1_p2]="$AVG island_weight=3.0 island_scales=6,6,0 island_sharpness=1.0 patch_size=2"
