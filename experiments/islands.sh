@@ -82,6 +82,9 @@ declare -A ROWS=(
   [res_pos_t03_steps8_wd]="$RPT steps=8 weight_decay=0.05"
   [res_pos_t03_steps8_clip]="$RPT steps=8 clipnorm=1.0"
   [res_pos_t03_wd_clip]="$RPT weight_decay=0.05 clipnorm=1.0"
+  # two phases: the `full_sh0` row's model trained 3 more epochs with the sharpness term
+  # (run res_pos_t03_full_sh0 first; its model is this row's starting point)
+  [res_pos_t03_full_sh0_then_sh1]="$RPT steps=8 learning_rate=0.005 weight_decay=0.05 clipnorm=1.0 init_from=runs/islands/res_pos_t03_full_sh0/model.keras"
   [avg_p2]="$AVG patch_size=2"  # the finer grid: 2x2 patches, 14x14 columns
   # the `islands` row on the finer grid, its negatives twice as far in cells (the same distance in pixels)
   [avg_isl66_w3_sh1_p2]="$AVG island_weight=3.0 island_scales=6,6,0 island_sharpness=1.0 patch_size=2"
