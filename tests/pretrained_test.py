@@ -89,3 +89,49 @@ class PretrainedTest(GlomTestCase):
         self.assertLessEqual(between[1], 0.5)
         self.assertGreater(count[0], count[1])
         self.assertGreaterEqual(largest[3], 0.95)
+
+    def test_parts_model_is_the_mnist_preset_with_the_island_terms_in_two_phases(self):
+        """pretrained/mnist_parts: the `mnist` preset with the location and the island terms, one
+        epoch without the sharpness term (resumable/mnist_parts_p1) and one with it from those
+        weights (its model card); nothing else differs from the preset."""
+        import json
+
+        from glom_tf.presets import get_preset
+
+        islands = {
+            "position": "top_down", "island_weight": 3.0, "island_scales": [3, 3, 0],
+            "island_temperature": 0.3, "epochs": 1,
+        }  # fmt: skip
+        phases = {
+            "resumable/mnist_parts_p1": {**islands, "island_sharpness": 0.0, "init_from": ""},
+            "pretrained/mnist_parts": {
+                **islands, "island_sharpness": 1.0, "init_from": "resumable/mnist_parts_p1/model.keras",
+            },
+        }  # fmt: skip
+        preset = json.loads(get_preset("mnist").to_json())
+        for folder, overrides in phases.items():
+            with open(os.path.join(REPO, folder, "config.json")) as f:
+                saved = json.load(f)
+            self.assertEqual(set(saved), set(preset), folder)
+            for key, value in preset.items():
+                self.assertEqual(saved[key], overrides.get(key, value), f"{folder}: {key}")
+        self.assertTrue(os.path.isfile(os.path.join(REPO, phases["pretrained/mnist_parts"]["init_from"])))
+
+    def test_parts_model_forms_two_tiers_of_parts_under_a_whole(self):
+        """pretrained/mnist_parts on the first 200 test digits (its card: 1,000 digits): levels 1
+        and 2 each in 2-6 distinct islands (about 4 here), level 1 fewer than the input level;
+        the top one island over >= 95% of the digit. Offline on the sample's digits too."""
+        from glom_tf.islands import level_figures, object_mask
+
+        model = load_glom_model(os.path.join(REPO, "pretrained", "mnist_parts", "model.keras"))
+        images, _ = mnist_digits(200, "test")
+        state = np.asarray(model.unroll(images, training=False, record=False)["state"])  # (B, 7, 7, 4, D)
+        figures = level_figures(state, object_mask(images, model.grid), model.island_threshold)
+        count, largest, between = figures["count"], figures["largest"], figures["mean_cosine"]
+        for level in (1, 2):
+            self.assertBetween(count[level], 2.0, 6.0)
+            self.assertLessEqual(largest[level], 0.8)
+            self.assertLessEqual(between[level], 0.5)
+        self.assertGreater(count[0], count[1])
+        self.assertLessEqual(count[3], 1.2)
+        self.assertGreaterEqual(largest[3], 0.95)
