@@ -90,10 +90,12 @@ class PretrainedTest(GlomTestCase):
         self.assertGreater(count[0], count[1])
         self.assertGreaterEqual(largest[3], 0.95)
 
-    def test_parts_model_is_the_mnist_preset_with_the_island_terms_in_two_phases(self):
+    def test_parts_model_is_the_mnist_preset_with_the_island_terms_in_three_phases(self):
         """pretrained/mnist_parts: the `mnist` preset with the location and the island terms, one
-        epoch without the sharpness term (resumable/mnist_parts_p1) and one with it from those
-        weights (its model card); nothing else differs from the preset."""
+        epoch without the sharpness term (resumable/mnist_parts_p1), one with it from those
+        weights (resumable/mnist_parts) and three more from those at peak 0.001
+        (resumable/mnist_parts_p3, whose config the model's is); nothing else differs from the
+        preset (its model card)."""
         import json
 
         from glom_tf.presets import get_preset
@@ -102,12 +104,16 @@ class PretrainedTest(GlomTestCase):
             "position": "top_down", "island_weight": 3.0, "island_scales": [3, 3, 0],
             "island_temperature": 0.3, "epochs": 1,
         }  # fmt: skip
+        sharp = {**islands, "island_sharpness": 1.0}
         phases = {
             "resumable/mnist_parts_p1": {**islands, "island_sharpness": 0.0, "init_from": ""},
-            "pretrained/mnist_parts": {
-                **islands, "island_sharpness": 1.0, "init_from": "resumable/mnist_parts_p1/model.keras",
+            "resumable/mnist_parts": {**sharp, "init_from": "resumable/mnist_parts_p1/model.keras"},
+            "resumable/mnist_parts_p3": {
+                **sharp, "epochs": 3, "learning_rate": 0.001,
+                "init_from": "resumable/mnist_parts/model.keras",
             },
         }  # fmt: skip
+        phases["pretrained/mnist_parts"] = phases["resumable/mnist_parts_p3"]
         from glom_tf.config import Config
 
         preset = json.loads(get_preset("mnist").to_json())
@@ -118,11 +124,12 @@ class PretrainedTest(GlomTestCase):
             self.assertEqual(set(saved) - set(preset), set(), folder)
             for key, value in preset.items():
                 self.assertEqual(saved.get(key, defaults[key]), overrides.get(key, value), f"{folder}: {key}")
-        self.assertTrue(os.path.isfile(os.path.join(REPO, phases["pretrained/mnist_parts"]["init_from"])))
+            if overrides["init_from"]:
+                self.assertTrue(os.path.isfile(os.path.join(REPO, overrides["init_from"])), folder)
 
     def test_parts_model_forms_two_tiers_of_parts_under_a_whole(self):
         """pretrained/mnist_parts on the first 200 test digits (its card: 1,000 digits): levels 1
-        and 2 each in 2-6 distinct islands (about 4 here), level 1 fewer than the input level;
+        and 2 each in 2-6 distinct islands (3-4 here), level 1 fewer than the input level;
         the top one island over >= 95% of the digit. Offline on the sample's digits too."""
         from glom_tf.islands import level_figures, object_mask
 
