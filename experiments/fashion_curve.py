@@ -1,15 +1,20 @@
 """Fashion-MNIST's learning curve over training budgets, and what eight more CPU hours would buy.
 
 `python experiments/fashion_curve.py [--out docs/figures/fashion_curve.png --overwrite]` reads the committed
-logs of one recipe trained at two budgets on the lent GPU (`fashion64`: the `fashion_mnist` preset
-at 64 dims, flips and 2-pixel shifts, batch 128, peak 0.005, cosine over the budget; the same
-5,000 held-out training images) and this CPU's measured seconds per epoch of the same network
-(`pretrained/mnist`'s stage 3: 64 dims, 8 steps, batch 128, 55,000 images an epoch). It fits
-held-out accuracy = a + b * log2(epochs) through the runs' final figures, prints one JSON line
-(the points, the fit, the epochs eight CPU hours buy and the accuracy the fit predicts there, and
-the epochs the fit needs for 92%) and draws the curve. A straight line in log(epochs) through
-two points; learning curves usually bend down, so its prediction at a larger budget is an upper
-estimate, not a bound.
+logs of one recipe trained at three budgets (`fashion64`: the `fashion_mnist` preset at 64 dims,
+flips and 2-pixel shifts, batch 128, peak 0.005, cosine over the budget; the same 5,000 held-out
+training images): 8 and 23.5 epochs on the lent GPU (`experiments/gpu_logs/`, JAX) and 2 epochs on
+this CPU (`experiments/cpu_logs/fashion64_e2/`, `training.fit`), and this CPU's measured seconds
+per epoch of the same network (`pretrained/mnist`'s stage 3: 64 dims, 8 steps, batch 128, 55,000
+images an epoch). It prints one JSON line and draws the curve:
+
+- the gain per doubling of the budget between neighbouring budgets (falling: the curve bends down
+  in log(epochs));
+- the straight line in log(epochs) through the two largest budgets: with falling gains, an upper
+  estimate of what a larger budget buys (the epochs eight CPU hours buy, the accuracy there, and
+  the epochs it needs for 92%);
+- the saturating curve accuracy = A - B * epochs^(-c) through all three: its ceiling A and its
+  accuracy at the same budgets.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ import os
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RUNS = ("stage2/fashion64_lr0.005", "stage1/fashion64")  # one config but the time budget (checked in main)
+# one config but the time budget (checked in main): a GPU summary (.json) or a training.fit workdir's files
+RUNS = ("gpu_logs/stage2/fashion64_lr0.005.json", "gpu_logs/stage1/fashion64.json", "cpu_logs/fashion64_e2")
 CPU_EPOCH_SOURCE = "resumable/mnist_s3/metrics.json"
 TARGET = 0.92
 CPU_HOURS = 8.0
@@ -38,9 +44,58 @@ def log_linear_fit(epochs: list[float], accuracy: list[float]) -> tuple[float, f
     return my - b * mx, b
 
 
+def saturating_fit(epochs: list[float], accuracy: list[float]) -> tuple[float, float, float]:
+    """(A, B, c) of accuracy = A - B * epochs^(-c), c > 0, through three points (exactly).
+
+    The three budgets must rise and the gain per doubling must fall between them (a curve that
+    bends down in log(epochs)); otherwise no such curve exists and this raises ValueError."""
+    (e1, e2, e3), (y1, y2, y3) = epochs, accuracy
+    if not (e1 < e2 < e3 and y1 < y2 < y3):
+        raise ValueError("a saturating fit needs three rising budgets with rising accuracy")
+    want = (y2 - y1) / (y3 - y2)
+    if want <= math.log(e2 / e1) / math.log(e3 / e2):  # the ratio as c -> 0: a straight line
+        raise ValueError("the gains per doubling do not fall: no saturating curve through the points")
+
+    def ratio(c: float) -> float:  # rises from the straight line's ratio (c -> 0) without bound
+        return (e1**-c - e2**-c) / (e2**-c - e3**-c)
+
+    lo, hi = 1e-9, 1.0
+    while ratio(hi) < want:
+        lo, hi = hi, 2.0 * hi
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if ratio(mid) < want else (lo, mid)
+    c = 0.5 * (lo + hi)
+    b = (y2 - y1) / (e1**-c - e2**-c)
+    return y1 + b * e1**-c, b, c
+
+
 def epochs_for(accuracy: float, a: float, b: float) -> float:
     """The budget at which the fitted line reaches `accuracy` (inf when the line does not rise)."""
     return math.inf if b <= 0 else 2.0 ** ((accuracy - a) / b)
+
+
+def load_run(path: str) -> tuple[dict, float, float]:
+    """(config, epochs, held-out mean accuracy) of a GPU summary or a training.fit workdir's logs."""
+    if path.endswith(".json"):
+        with open(path) as f:
+            run = json.load(f)
+        return run["config"], float(run["epochs"]), float(run["validation"]["mean_accuracy"])
+    with open(os.path.join(path, "config.json")) as f:
+        config = json.load(f)
+    with open(os.path.join(path, "metrics.json")) as f:
+        metrics = json.load(f)
+    return config, float(metrics["epochs"]), float(metrics["accuracy_mean"])
+
+
+def budget_free(config: dict) -> dict:
+    """A config without its budget, a field it lacks (logged before the field existed) at its default."""
+    import dataclasses
+
+    from glom_tf.config import Config
+
+    full = {**dataclasses.asdict(Config()), **config}
+    return {k: list(v) if isinstance(v, (list, tuple)) else v for k, v in full.items() if k != "epochs"}
 
 
 def main() -> int:
@@ -52,27 +107,40 @@ def main() -> int:
     args = p.parse_args()
     if args.out:
         check_out_file(args.out, args.overwrite, ".png")
-    runs = [json.load(open(os.path.join(ROOT, "experiments/gpu_logs", f"{name}.json"))) for name in RUNS]
-    fixed = [{k: v for k, v in r["config"].items() if k not in ("epochs",)} for r in runs]
+    runs = [load_run(os.path.join(ROOT, "experiments", name)) for name in RUNS]
+    fixed = [budget_free(config) for config, _, _ in runs]
     if any(f != fixed[0] for f in fixed):
         raise RuntimeError("the committed runs' configs differ in more than their budget")
-    epochs = [float(r["epochs"]) for r in runs]
-    accuracy = [float(r["validation"]["mean_accuracy"]) for r in runs]
-    a, b = log_linear_fit(epochs, accuracy)
+    order = sorted(range(len(runs)), key=lambda i: runs[i][1])
+    names = [RUNS[i] for i in order]
+    epochs = [runs[i][1] for i in order]
+    accuracy = [runs[i][2] for i in order]
+    gains = [
+        (y2 - y1) / math.log2(e2 / e1) for e1, e2, y1, y2 in zip(epochs, epochs[1:], accuracy, accuracy[1:])
+    ]
+    a, b = log_linear_fit(epochs[-2:], accuracy[-2:])  # the line through the two largest budgets
+    big, bb, c = saturating_fit(epochs, accuracy)
     cpu = json.load(open(os.path.join(ROOT, CPU_EPOCH_SOURCE)))
     cpu_epoch_s = cpu["train_seconds"] / cpu["epochs"]
     more = CPU_HOURS * 3600.0 / cpu_epoch_s
-    budgets = {"8 CPU hours from scratch": more, "the GPU's 23.5 epochs plus 8 CPU hours": max(epochs) + more}
+    budgets = {"8 CPU hours from scratch": more, "the longest run plus 8 CPU hours": max(epochs) + more}
     need = epochs_for(TARGET, a, b)
     result = {
-        "points": [{"run": n, "epochs": e, "heldout_mean": y} for n, e, y in zip(RUNS, epochs, accuracy)],
-        "fit": {"a": round(a, 4), "b_per_doubling": round(b, 4)},
+        "points": [{"run": n, "epochs": e, "heldout_mean": y} for n, e, y in zip(names, epochs, accuracy)],
+        "gain_per_doubling": [round(g, 4) for g in gains],
+        "line": {"a": round(a, 4), "b_per_doubling": round(b, 4)},
+        "saturating": {"ceiling": round(big, 4), "b": round(bb, 4), "c": round(c, 4)},
         "cpu_seconds_per_epoch": round(cpu_epoch_s, 1),
         "predicted": {
-            k: {"epochs": round(v, 1), "heldout": round(a + b * math.log2(v), 4)} for k, v in budgets.items()
+            k: {
+                "epochs": round(v, 1),
+                "line": round(a + b * math.log2(v), 4),
+                "saturating": round(big - bb * v**-c, 4),
+            }
+            for k, v in budgets.items()
         },
-        "epochs_for_92": round(need, 1),
-        "cpu_hours_for_92": round(need * cpu_epoch_s / 3600.0, 1),
+        "line_epochs_for_92": round(need, 1),
+        "line_cpu_hours_for_92": round(need * cpu_epoch_s / 3600.0, 1),
     }
     print(json.dumps(result))
     if args.out:
@@ -83,10 +151,23 @@ def main() -> int:
 
         fig, ax = plt.subplots(figsize=(6.4, 4.0))
         xs = [2.0 ** (i / 8) for i in range(0, 8 * 8 + 1)]
-        ax.plot(xs, [100 * (a + b * math.log2(x)) for x in xs], "--", color="gray", label="log-linear fit")
-        ax.plot(epochs, [100 * y for y in accuracy], "o", color="C0", label="fashion64 (GPU), held-out")
+        ax.plot(
+            xs,
+            [100 * (a + b * math.log2(x)) for x in xs],
+            "--",
+            color="gray",
+            label="line through the two largest",
+        )
+        sat = [100 * (big - bb * x**-c) for x in xs]
+        ax.plot(
+            xs, sat, ":", color="black", label=f"A - B epochs^-c through all three (ceiling {100 * big:.1f}%)"
+        )
+        for where, marker in (("gpu", "o"), ("cpu", "D")):
+            mine = [(e, y) for n, e, y in zip(names, epochs, accuracy) if n.startswith(where)]
+            label = f"fashion64 ({where.upper()}), held-out"
+            ax.plot([e for e, _ in mine], [100 * y for _, y in mine], marker, color="C0", label=label)
         for color, (name, v) in zip(("C1", "C2"), budgets.items()):
-            label = f"fit at {name}: {v:.0f} epochs"
+            label = f"line at {name}: {v:.0f} epochs"
             ax.plot([v], [100 * (a + b * math.log2(v))], "s", color=color, label=label)
         ax.axhline(100 * TARGET, color="C3", lw=1, label="target 92%")
         ax.set_xscale("log", base=2)

@@ -9,6 +9,8 @@ import sys
 import tempfile
 import unittest
 
+import numpy as np
+
 from tests.test_case import REPO
 
 SCRIPT = os.path.join(REPO, "experiments", "fashion_curve.py")
@@ -33,20 +35,51 @@ class FashionCurveTest(unittest.TestCase):
         with self.assertRaises(ValueError):
             curve.log_linear_fit([4.0, 4.0], [0.8, 0.9])
 
-    def test_prints_the_committed_runs_and_a_prediction_on_their_line(self):
+    def test_saturating_fit_recovers_a_known_curve_and_refuses_a_straight_line(self):
+        curve = load_script()
+        # 0.93 - 0.2 / e: 0.83 at 2 epochs, 0.905 at 8, 0.92 at 20
+        big, b, c = curve.saturating_fit([2.0, 8.0, 20.0], [0.83, 0.905, 0.92])
+        self.assertAlmostEqual(big, 0.93, places=6)
+        self.assertAlmostEqual(b, 0.2, places=6)
+        self.assertAlmostEqual(c, 1.0, places=6)
+        with self.assertRaises(ValueError):  # the same gain per doubling: a straight line, no ceiling
+            curve.saturating_fit([2.0, 8.0, 32.0], [0.82, 0.86, 0.90])
+        with self.assertRaises(ValueError):  # gains that rise
+            curve.saturating_fit([2.0, 8.0, 32.0], [0.82, 0.83, 0.90])
+
+    def test_prints_the_committed_runs_their_line_and_their_saturating_curve(self):
         out = subprocess.run([sys.executable, SCRIPT], capture_output=True, text=True, check=True).stdout
         result = json.loads(out)
-        points = {p["epochs"]: p["heldout_mean"] for p in result["points"]}
-        logs = os.path.join(REPO, "experiments", "gpu_logs")
-        for path in ("stage1/fashion64.json", "stage2/fashion64_lr0.005.json"):
+        logs = os.path.join(REPO, "experiments")
+        expected = {}
+        for path in ("gpu_logs/stage1/fashion64.json", "gpu_logs/stage2/fashion64_lr0.005.json"):
             with open(os.path.join(logs, path)) as f:
                 run = json.load(f)
-            self.assertEqual(points[float(run["epochs"])], run["validation"]["mean_accuracy"])
-        (e1, y1), (e2, y2) = sorted(points.items())
-        slope = (y2 - y1) / math.log2(e2 / e1)  # two points: the line through them
+            expected[float(run["epochs"])] = run["validation"]["mean_accuracy"]
+        with open(os.path.join(logs, "cpu_logs", "fashion64_e2", "metrics.json")) as f:
+            cpu = json.load(f)
+        expected[float(cpu["epochs"])] = cpu["accuracy_mean"]
+        points = [(p["epochs"], p["heldout_mean"]) for p in result["points"]]
+        self.assertEqual(points, sorted(expected.items()))
+        (e1, y1), (e2, y2), (e3, y3) = points
+        gains = [(y2 - y1) / math.log2(e2 / e1), (y3 - y2) / math.log2(e3 / e2)]
+        np.testing.assert_allclose(result["gain_per_doubling"], gains, atol=1e-4)
+        sat = result["saturating"]
+        for e, y in points:  # the curve passes through all three points
+            self.assertAlmostEqual(sat["ceiling"] - sat["b"] * e ** -sat["c"], y, delta=5e-4)
         for p in result["predicted"].values():
-            self.assertAlmostEqual(p["heldout"], y2 + slope * math.log2(p["epochs"] / e2), places=3)
-        self.assertAlmostEqual(result["epochs_for_92"], e2 * 2 ** ((0.92 - y2) / slope), delta=0.1)
+            self.assertAlmostEqual(p["line"], y3 + gains[1] * math.log2(p["epochs"] / e3), places=3)
+            self.assertAlmostEqual(
+                p["saturating"], sat["ceiling"] - sat["b"] * p["epochs"] ** -sat["c"], places=3
+            )
+        self.assertAlmostEqual(result["line_epochs_for_92"], e3 * 2 ** ((0.92 - y3) / gains[1]), delta=0.1)
+
+    def test_refuses_runs_whose_configs_differ_in_more_than_the_budget(self):
+        curve = load_script()
+        gpu = {"dim": 64, "epochs": 8}
+        self.assertEqual(curve.budget_free(gpu), curve.budget_free({"dim": 64, "epochs": 2}))
+        self.assertNotEqual(curve.budget_free(gpu), curve.budget_free({"dim": 48, "epochs": 8}))
+        self.assertEqual(curve.budget_free({"dim": 64})["position"], "none")  # a field added later: default
 
     def test_draws_the_figure_and_keeps_an_existing_one_without_overwrite(self):
         with tempfile.TemporaryDirectory() as tmp:
