@@ -19,6 +19,7 @@ images an epoch). It prints one JSON line and draws the curve:
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
@@ -90,8 +91,6 @@ def load_run(path: str) -> tuple[dict, float, float]:
 
 def budget_free(config: dict) -> dict:
     """A config without its budget, a field it lacks (logged before the field existed) at its default."""
-    import dataclasses
-
     from glom_tf.config import Config
 
     full = {**dataclasses.asdict(Config()), **config}

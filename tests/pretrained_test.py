@@ -127,7 +127,7 @@ class PretrainedTest(GlomTestCase):
             if overrides["init_from"]:
                 self.assertTrue(os.path.isfile(os.path.join(REPO, overrides["init_from"])), folder)
 
-    def test_parts_model_forms_two_tiers_of_parts_under_a_whole(self):
+    def test_parts_model_forms_two_part_levels_under_a_whole(self):
         """pretrained/mnist_parts on the first 200 test digits (its card: 1,000 digits): levels 1
         and 2 each in 2-6 distinct islands (3-4 here), level 1 fewer than the input level;
         the top one island over >= 95% of the digit. Offline on the sample's digits too."""
