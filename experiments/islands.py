@@ -5,7 +5,8 @@ final figure only, on the first official test digits.
 [--split validation|test]` (or `--model M.keras --split test`) prints one JSON line: the run's
 validation accuracy and, per level (0 = the input) at the final time step,
 the island count over the object's cells, the largest island's share, the neighbour cosine,
-the mean cosine between island means and the distinctness (glom_tf/islands.py).
+the mean cosine between island means, the distinctness and the nesting in the level above
+(glom_tf/islands.py).
 """
 
 from __future__ import annotations

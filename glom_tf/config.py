@@ -82,6 +82,9 @@ class ModelConfig:
     # Part levels: weight of the term that pushes each 4-neighbouring pair of object cells out of
     # cosine (0.5, (1 + island_threshold) / 2): one island or distinct (objectives.sharpness_loss).
     island_sharpness: float = 0.0
+    # Weight of the term asking each island of an updated level to lie within one island of the
+    # level above (objectives.nesting_loss): neighbours agree no more at a level than above it.
+    island_nesting: float = 0.0
     # Denoising: mask this fraction of patches in training and reconstruct them from the columns.
     denoise_weight: float = 0.0
     mask_ratio: float = 0.25
@@ -197,6 +200,8 @@ class ModelConfig:
                 not self.island_sharpness or (self.island_weight > 0 and self.island_threshold > 0),
                 "island_sharpness needs island_weight > 0 and island_threshold > 0",
             ),
+            (self.island_nesting >= 0.0, "island_nesting must be >= 0"),
+            (not self.island_nesting or self.island_weight > 0, "island_nesting needs island_weight > 0"),
             (self.denoise_weight >= 0.0, "denoise_weight must be >= 0"),
             (0.0 < self.mask_ratio < 1.0, "mask_ratio must be in (0, 1)"),
         ]

@@ -6,7 +6,10 @@ Definitions (NumPy, on the states that `GlomModel.unroll` returns):
   whose level vectors have cosine similarity above a threshold (0.9 by default);
 - per image and level: the number of islands, the largest island's share of the object's
   cells, the mean cosine of 4-neighbouring object cells, and the mean cosine between the
-  island means (over pairs of islands; distinctness = 1 - that, 0 for a single island).
+  island means (over pairs of islands; distinctness = 1 - that, 0 for a single island);
+- per image and level below the top: the nesting, the share of the object's cells that lie in
+  the island of the level above covering most of their own island (1 = every island lies within
+  one island of the level above, as the parts of a parse tree do; `island_parents`).
 """
 
 from __future__ import annotations
@@ -80,10 +83,16 @@ def island_labels(vectors: np.ndarray, mask: np.ndarray, threshold: float = ISLA
     return labels.reshape(h, w)
 
 
-def island_figures(vectors: np.ndarray, mask: np.ndarray, threshold: float = ISLAND_THRESHOLD) -> dict:
+def island_figures(
+    vectors: np.ndarray,
+    mask: np.ndarray,
+    threshold: float = ISLAND_THRESHOLD,
+    labels: np.ndarray | None = None,
+) -> dict:
     """One image and level: vectors (H, W, D), mask (H, W) -> count, largest share, neighbour
-    cosine, mean cosine between island means (None for fewer than two islands), distinctness."""
-    labels = island_labels(vectors, mask, threshold)
+    cosine, mean cosine between island means (None for fewer than two islands), distinctness.
+    `labels`: the islands when already found (`island_labels` of the same arguments)."""
+    labels = island_labels(vectors, mask, threshold) if labels is None else labels
     count = int(labels.max() + 1)
     if count == 0:
         return {"count": 0, "largest": 0.0, "neighbour_cosine": None, "mean_cosine": None, "distinct": 0.0}
@@ -114,13 +123,18 @@ def _mean(values) -> float | None:
 
 def level_figures(states: np.ndarray, mask: np.ndarray, threshold: float = ISLAND_THRESHOLD) -> dict:
     """states (B, H, W, L, D), mask (B, H, W) -> per level lists (length L) of the means over
-    images of count, largest, neighbour_cosine, mean_cosine (images with >= 2 islands), distinct."""
+    images of count, largest, neighbour_cosine, mean_cosine (images with >= 2 islands), distinct,
+    and nesting (in the level above; None at the top level)."""
     keys = ("count", "largest", "neighbour_cosine", "mean_cosine", "distinct")
     out = {k: [] for k in keys}
-    for level in range(states.shape[-2]):
-        per_image = [island_figures(states[b, :, :, level], mask[b], threshold) for b in range(len(mask))]
+    images, levels = range(len(mask)), range(states.shape[-2])
+    labels = [[island_labels(states[b, :, :, level], mask[b], threshold) for b in images] for level in levels]
+    for level in levels:
+        per_image = [island_figures(states[b, :, :, level], mask[b], labels=labels[level][b]) for b in images]
         for k in keys:
             out[k].append(_mean(f[k] for f in per_image))
+    below_above = zip(labels[:-1], labels[1:])  # per level pair: the images' labels
+    out["nesting"] = [_mean(nesting(b, a) for b, a in zip(*pair)) for pair in below_above] + [None]
     return out
 
 
@@ -154,20 +168,43 @@ def settling_curves(model, images: np.ndarray, threshold: float | None = None) -
     }
 
 
+def island_parents(below: np.ndarray, above: np.ndarray) -> dict[int, tuple[int, int, int]]:
+    """Each island of `below` and the island of `above` covering most of its cells.
+
+    below, above: (H, W) island labels of two levels of one image (-1 off the object).
+    Returns {island of below: (its parent in above, the cells they share, the island's cells)}
+    for the islands that meet above's object; a tie goes to the lower label.
+    """
+    parents = {}
+    for island in range(int(below.max()) + 1):
+        cells = below == island
+        covering = above[cells]
+        covering = covering[covering >= 0]
+        if covering.size:
+            counts = np.bincount(covering)
+            parents[island] = (int(counts.argmax()), int(counts.max()), int(cells.sum()))
+    return parents
+
+
+def nesting(below: np.ndarray, above: np.ndarray) -> float | None:
+    """The share of below's object cells inside the parent of their own island
+    (`island_parents`): 1 when every island of below lies within one island of above; None
+    without object cells."""
+    total = int((below >= 0).sum())
+    if total == 0:
+        return None
+    return sum(shared for _, shared, _ in island_parents(below, above).values()) / total
+
+
 def parse_tree(labels: list[np.ndarray]) -> list[dict[int, int]]:
     """The part-whole tree read off the islands of one image.
 
     labels: per level (bottom first) an (H, W) array of island labels (-1 off the object).
-    Returns, per level l, {island at l: its parent island at level l+1}, the parent being the
-    island of level l+1 that covers most of its cells (the top level's dict is empty).
+    Returns, per level l, {island at l: its parent island at level l+1} (`island_parents`; the
+    top level's dict is empty).
     """
-    tree = []
-    for below, above in zip(labels[:-1], labels[1:]):
-        parents = {}
-        for island in range(int(below.max()) + 1):
-            covering = above[below == island]
-            covering = covering[covering >= 0]
-            if covering.size:
-                parents[island] = int(np.bincount(covering).argmax())
-        tree.append(parents)
+    tree = [
+        {island: parent for island, (parent, _, _) in island_parents(below, above).items()}
+        for below, above in zip(labels[:-1], labels[1:])
+    ]
     return tree + [{}]

@@ -201,7 +201,7 @@ class GlomModel(keras.Model):
             mask = self.object_mask(images)  # (B, h, w)
             term = objectives.island_loss(
                 out["state"], mask, scales, self.island_temperature,
-                self.island_sharpness, (1.0 + self.island_threshold) / 2,
+                self.island_sharpness, (1.0 + self.island_threshold) / 2, self.island_nesting,
             )  # fmt: skip
             self.add_loss(self.island_weight * term)
         if training and self.decoder is not None:

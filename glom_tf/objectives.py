@@ -16,8 +16,10 @@ content with a smooth gradient of vectors along a stroke (every neighbour pair s
 cells different) that has no islands at a cosine threshold; `sharpness_loss` (weight
 `sharpness`, part levels) asks every pair of 4-neighbouring object cells to either share an
 island (cosine >= `high`) or be distinct (cosine <= `DISTINCT_COSINE`): piecewise-constant
-islands. `denoise_loss` is the mean squared error of reconstructed patch pixels on the masked
-patches.
+islands. `nesting_loss` (weight `nesting`) asks each part of a level to lie within one island of
+the level above, as a parse tree's parts lie within their wholes: two neighbouring cells should
+agree at a level no more than they do at the level above. `denoise_loss` is the mean squared
+error of reconstructed patch pixels on the masked patches.
 """
 
 from __future__ import annotations
@@ -80,20 +82,45 @@ def sharpness_loss(vectors, mask, high: float, low: float = DISTINCT_COSINE):
     """vectors (B, n, D), mask (B, n) -> scalar: the mean over pairs of 4-neighbouring object
     cells of 4 relu(c - low) relu(high - c) / (high - low)^2, c their cosine: 0 outside
     (low, high), 1 midway; its gradient pushes c to the nearer end."""
+    cosine, pairs = _neighbour_cosines(vectors, mask)
+    penalty = ops.relu(cosine - low) * ops.relu(high - cosine) * (4.0 / (high - low) ** 2)
+    return ops.sum(penalty * pairs) / ops.maximum(ops.sum(pairs), 1.0)
+
+
+def _neighbour_cosines(vectors, mask):
+    """vectors (B, n, D), mask (B, n) -> (cosines (B, n, n), pairs (B, n, n) in {0, 1}: the
+    4-neighbouring pairs of object cells)."""
     grid = int(round(vectors.shape[1] ** 0.5))
     positives, _ = grid_relations(grid, 1)
     unit = _normalise(vectors)
     cosine = ops.einsum("bnd,bmd->bnm", unit, unit)  # (B, n, n)
     pairs = ops.convert_to_tensor(positives)[None] * mask[:, :, None] * mask[:, None, :]  # (B, n, n)
-    penalty = ops.relu(cosine - low) * ops.relu(high - cosine) * (4.0 / (high - low) ** 2)
+    return cosine, pairs
+
+
+def nesting_loss(lower, upper, mask):
+    """lower, upper (B, n, D) (a level and the level above), mask (B, n) -> scalar: the mean over
+    pairs of 4-neighbouring object cells of relu(c_lower - c_upper), c their cosine at each
+    level: > 0 where two cells agree more at a level than above it (a part that straddles two
+    wholes); its gradient splits the part or joins the wholes."""
+    lower_cosine, pairs = _neighbour_cosines(lower, mask)
+    upper_cosine, _ = _neighbour_cosines(upper, mask)
+    penalty = ops.relu(lower_cosine - upper_cosine)
     return ops.sum(penalty * pairs) / ops.maximum(ops.sum(pairs), 1.0)
 
 
 def island_loss(
-    state, mask, scales: tuple[int, ...], temperature: float, sharpness: float = 0.0, high: float = 0.95
+    state,
+    mask,
+    scales: tuple[int, ...],
+    temperature: float,
+    sharpness: float = 0.0,
+    high: float = 0.95,
+    nesting: float = 0.0,
 ):
     """state (B, h, w, L, D), mask (B, h, w) -> scalar: the mean over updated levels 1..L-1 of
-    each level's term (part levels: contrastive + sharpness x `sharpness_loss`).
+    each level's term (part levels: contrastive + sharpness x `sharpness_loss`), plus nesting x
+    the mean of `nesting_loss` over the pairs of neighbouring updated levels.
     Computed in float32 (under mixed precision too)."""
     state = ops.cast(state, "float32")
     b, h, w, levels, d = ops.shape(state)[0], state.shape[1], state.shape[2], state.shape[3], state.shape[4]
@@ -108,7 +135,12 @@ def island_loss(
             terms.append(term)
         else:
             terms.append(object_island_loss(vectors, mask, temperature))
-    return ops.mean(ops.stack(terms))
+    total = ops.mean(ops.stack(terms))
+    if nesting and levels > 2:
+        level = [ops.reshape(state[:, :, :, i], (b, h * w, d)) for i in range(1, levels)]  # (B, n, D) each
+        pairs = [nesting_loss(lower, upper, mask) for lower, upper in zip(level[:-1], level[1:])]
+        total = total + nesting * ops.mean(ops.stack(pairs))
+    return total
 
 
 def denoise_loss(reconstruction, patches, masked):

@@ -10,6 +10,7 @@ from glom_tf.islands import (
     island_labels,
     level_figures,
     neighbour_similarity,
+    nesting,
     object_mask,
     parse_tree,
     settling_curves,
@@ -123,6 +124,19 @@ class IslandsTest(GlomTestCase):
         self.assertAllClose(figures["mean_cosine"][0], 0.6, atol=1e-6)  # images with >= 2 islands only
         self.assertIsNone(figures["mean_cosine"][1])
         self.assertAllClose(figures["distinct"], [0.2, 0.0], atol=1e-6)
+        # Both images' level-0 islands lie within level 1's one island; the top has no level above.
+        self.assertEqual(figures["nesting"], [1.0, None])
+
+    def test_nesting_of_a_whole_under_parts(self):
+        vectors, mask = two_islands()
+        states = np.zeros((1, 6, 6, 3, 3))
+        states[0, :, :, 0] = A  # level 0: one island over the object's 16 cells
+        states[0, :, :, 1] = vectors  # level 1: A on 4 cells, B on 12: the whole split in two
+        states[0, :, :, 2] = A
+        figures = level_figures(states, mask[None])
+        # Level 0's one island has its parent in level 1's larger island: 12 of 16 cells inside it.
+        self.assertAllClose(figures["nesting"][:2], [12 / 16, 1.0])
+        self.assertIsNone(figures["nesting"][2])
 
     def test_object_mask(self):
         images = np.zeros((2, 28, 28), "float32")
@@ -144,7 +158,7 @@ class IslandsTest(GlomTestCase):
         model = glom_tf.build_model(glom_tf.get_preset("tiny").with_overrides(steps=3))
         x, _ = mnist_digits(3)
         curves = settling_curves(model, x)
-        keys = {"islands", "largest", "neighbour_cosine", "mean_cosine", "distinct"}
+        keys = {"islands", "largest", "neighbour_cosine", "mean_cosine", "distinct", "nesting"}
         keys |= {"similarity", "agreement", "agreement_digit", "threshold"}
         self.assertEqual(set(curves), keys)
         self.assertEqual(curves["threshold"], model.island_threshold)
@@ -181,6 +195,16 @@ class ParseTreeTest(GlomTestCase):
         self.assertEqual(tree[2], {})
         # An island whose cells lie off the level above's object has no parent.
         self.assertEqual(parse_tree([np.array([[0, off]]), np.array([[off, 0]])])[0], {})
+
+    def test_nesting_counts_the_cells_inside_each_islands_parent(self):
+        off = -1
+        level1 = np.array([[0, 0, 1, 1], [2, 2, 3, 3], [off, off, off, off], [4, 4, 4, off]])
+        level2 = np.array([[0, 0, 0, 1], [1, 1, 1, 1], [off, off, off, off], [1, 1, 1, off]])
+        # Islands 0, 2, 3 and 4 (2 + 2 + 2 + 3 cells) lie within one island of level 2; island 1
+        # has one of its two cells in its parent: 10 of the 11 object cells.
+        self.assertAllClose(nesting(level1, level2), 10 / 11)
+        self.assertEqual(nesting(level2, np.zeros_like(level2)), 1.0)
+        self.assertIsNone(nesting(np.full((2, 2), off), np.zeros((2, 2), int)))
 
 
 class VisualizeCliTest(GlomTestCase):

@@ -1,13 +1,14 @@
 import os
+from unittest import mock
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 import glom_tf
-from glom_tf import islands
+from glom_tf import islands, objectives
 from glom_tf.readout import CellLoss
-from tests.objectives_test import object_reference, part_reference, sharpness_reference
+from tests.objectives_test import nesting_reference, object_reference, part_reference, sharpness_reference
 from tests.test_case import GlomTestCase, mnist_digits
 from training.recipe import compile_model
 
@@ -205,7 +206,13 @@ class GlomModelTest(GlomTestCase):
         self.assertIn(f"JAX-OK {4274 + 3 * 8 * 49 + 49}", out)
 
 
-OBJECTIVES = {"island_weight": 0.5, "island_sharpness": 0.7, "denoise_weight": 2.0, "loss": "crossentropy"}
+OBJECTIVES = {
+    "island_weight": 0.5,
+    "island_sharpness": 0.7,
+    "island_nesting": 0.3,
+    "denoise_weight": 2.0,
+    "loss": "crossentropy",
+}
 
 
 def numpy_patches(images, p=7):
@@ -234,6 +241,14 @@ class ModelObjectivesTest(GlomTestCase):
         self.assertIsNone(plain.decoder)
         self.assertFalse(hasattr(plain, "island_tracker"))
 
+    def test_the_configs_island_terms_reach_the_island_loss(self):
+        model = glom_tf.build_model(tiny(**OBJECTIVES))
+        x, _ = mnist_digits(2)
+        with mock.patch.object(objectives, "island_loss", wraps=objectives.island_loss) as loss:
+            model(x, training=True)
+        # state, mask, then scales, temperature, sharpness, high = (1 + threshold) / 2, nesting
+        self.assertEqual(loss.call_args.args[2:], ((2, 0), 0.1, 0.7, (1 + 0.9) / 2, 0.3))
+
     def test_total_loss_is_cross_entropy_plus_the_weighted_terms(self):
         config = tiny(**OBJECTIVES)
         model = compile_model(glom_tf.build_model(config), config, jit_compile=False)
@@ -252,7 +267,7 @@ class ModelObjectivesTest(GlomTestCase):
             part_reference(level1, mask, 2, 0.1)  # scales (2, 0)
             + 0.7 * sharpness_reference(level1, mask, (1 + 0.9) / 2)  # island_threshold 0.9
             + object_reference(state[:, :, :, 2].reshape(4, 16, 8), mask, 0.1)
-        ) / 2
+        ) / 2 + 0.3 * nesting_reference(level1, state[:, :, :, 2].reshape(4, 16, 8), mask)  # levels 1-2
         patches, masked = numpy_patches(x), np.asarray(out["masked"])
         self.assertAllClose(out["patches"], patches, atol=1e-5)
         self.assertBetween(float(masked.mean()), 0.1, 0.45)  # mask_ratio 0.25 of 64 cells

@@ -57,23 +57,38 @@ def object_reference(vectors, mask, temperature):
     return np.mean(losses)
 
 
-def sharpness_reference(vectors, mask, high, low=0.5):
-    """NumPy, pair by pair: the mean over ordered pairs (i, j) of 4-neighbouring object cells
-    (no wrap-around) of the penalty 4 (c - low)(high - c) / (high - low)^2 where the cosine c
-    lies in (low, high), else 0."""
-    b, n, _ = vectors.shape
+def object_neighbour_pairs(mask):
+    """The ordered pairs (image, i, j) of 4-neighbouring object cells (no wrap-around) of a mask
+    (B, n) over a square grid of n cells."""
+    b, n = mask.shape
     grid = int(round(np.sqrt(n)))
-    u = unit(vectors)
-    penalties = []
     for image in range(b):
         for i in range(n):
             for j in range(n):
                 (yi, xi), (yj, xj) = divmod(i, grid), divmod(j, grid)
                 if mask[image, i] and mask[image, j] and abs(yi - yj) + abs(xi - xj) == 1:
-                    c = u[image, i] @ u[image, j]
-                    inside = low < c < high
-                    penalties.append(4 * (c - low) * (high - c) / (high - low) ** 2 if inside else 0.0)
+                    yield image, i, j
+
+
+def sharpness_reference(vectors, mask, high, low=0.5):
+    """NumPy, pair by pair: the mean over ordered pairs (i, j) of 4-neighbouring object cells
+    (no wrap-around) of the penalty 4 (c - low)(high - c) / (high - low)^2 where the cosine c
+    lies in (low, high), else 0."""
+    u = unit(vectors)
+    penalties = []
+    for image, i, j in object_neighbour_pairs(mask):
+        c = u[image, i] @ u[image, j]
+        inside = low < c < high
+        penalties.append(4 * (c - low) * (high - c) / (high - low) ** 2 if inside else 0.0)
     return np.mean(penalties)
+
+
+def nesting_reference(lower, upper, mask):
+    """NumPy, pair by pair: the mean over ordered pairs (i, j) of 4-neighbouring object cells of
+    max(0, cos_lower(i, j) - cos_upper(i, j))."""
+    lo, up = unit(lower), unit(upper)
+    pairs = object_neighbour_pairs(mask)
+    return np.mean([max(0.0, lo[b, i] @ lo[b, j] - up[b, i] @ up[b, j]) for b, i, j in pairs])
 
 
 def random_inputs(seed, b=3, grid=4, d=5, p=0.7):
@@ -82,6 +97,16 @@ def random_inputs(seed, b=3, grid=4, d=5, p=0.7):
     mask = (rng.random((b, grid * grid)) < p).astype("float32")
     mask[:, 5] = mask[:, 6] = 1.0  # every image has an object (with one neighbouring pair)
     return vectors, mask
+
+
+def random_state(seed, b, levels, d):
+    """A random state (B, 4, 4, L, D), its object mask (B, 4, 4) with at least one neighbouring
+    pair, and the mask flattened to (B, 16) float32."""
+    rng = np.random.default_rng(seed)
+    state = rng.normal(size=(b, 4, 4, levels, d)).astype("float32")
+    mask = rng.random((b, 4, 4)) < 0.7
+    mask[:, 1, 1] = mask[:, 1, 2] = True
+    return state, mask, mask.reshape(b, 16).astype("float32")
 
 
 def islands_state(b=2, grid=4, d=6):
@@ -123,11 +148,7 @@ class ObjectivesTest(GlomTestCase):
             self.assertAllClose(got, object_reference(vectors, mask, temperature), rtol=1e-4)
 
     def test_island_loss_is_the_mean_over_levels(self):
-        rng = np.random.default_rng(5)
-        state = rng.normal(size=(3, 4, 4, 3, 5)).astype("float32")  # (B, h, w, L, D)
-        mask = rng.random((3, 4, 4)) < 0.7
-        mask[:, 1, 1] = mask[:, 1, 2] = True
-        flat = mask.reshape(3, 16).astype("float32")
+        state, mask, flat = random_state(5, b=3, levels=3, d=5)
         expected = (
             part_reference(state[:, :, :, 1].reshape(3, 16, 5), flat, 2, 0.1)
             + object_reference(state[:, :, :, 2].reshape(3, 16, 5), flat, 0.1)
@@ -176,11 +197,7 @@ class ObjectivesTest(GlomTestCase):
         self.assertAllClose(float(objectives.sharpness_loss(vectors, mask[:1], 0.95)), 1.0, rtol=1e-5)
 
     def test_island_loss_adds_the_sharpness_at_part_levels(self):
-        rng = np.random.default_rng(12)
-        state = rng.normal(size=(3, 4, 4, 3, 3)).astype("float32")  # (B, h, w, L, D)
-        mask = rng.random((3, 4, 4)) < 0.7
-        mask[:, 1, 1] = mask[:, 1, 2] = True
-        flat = mask.reshape(3, 16).astype("float32")
+        state, mask, flat = random_state(12, b=3, levels=3, d=3)
         level1 = state[:, :, :, 1].reshape(3, 16, 3)
         expected = (
             part_reference(level1, flat, 2, 0.1)
@@ -188,6 +205,36 @@ class ObjectivesTest(GlomTestCase):
             + object_reference(state[:, :, :, 2].reshape(3, 16, 3), flat, 0.1)  # object level: none
         ) / 2
         got = float(objectives.island_loss(state, mask, (2, 0), 0.1, sharpness=0.5, high=0.9))
+        self.assertAllClose(got, expected, rtol=1e-4)
+
+    def test_nesting_loss_matches_the_definition(self):
+        lower, mask = random_inputs(13, d=3)
+        upper, _ = random_inputs(14, d=3)
+        expected = nesting_reference(lower, upper, mask)
+        self.assertGreater(expected, 0.0)
+        self.assertAllClose(float(objectives.nesting_loss(lower, upper, mask)), expected, rtol=1e-4)
+
+    def test_nesting_is_zero_for_parts_within_wholes_and_not_across(self):
+        state = islands_state()  # level 1: two halves per image; level 2: one vector per image
+        parts = state[:, :, :, 1].reshape(2, 16, 6)
+        whole = state[:, :, :, 2].reshape(2, 16, 6)
+        mask = np.ones((2, 16), "float32")
+        self.assertAllClose(float(objectives.nesting_loss(parts, whole, mask)), 0.0)
+        # The other way round (the whole below its parts): the pairs across the halves' border
+        # agree below (cosine 1) and not above (0): 4 of each image's 24 neighbouring pairs.
+        self.assertAllClose(float(objectives.nesting_loss(whole, parts, mask)), 4 / 24, rtol=1e-5)
+
+    def test_island_loss_adds_the_nesting_over_neighbouring_levels(self):
+        state, mask, flat = random_state(15, b=2, levels=4, d=3)
+        level = [state[:, :, :, i].reshape(2, 16, 3) for i in range(4)]
+        expected = (
+            part_reference(level[1], flat, 2, 0.1)
+            + part_reference(level[2], flat, 3, 0.1)
+            + object_reference(level[3], flat, 0.1)
+        ) / 3 + 0.7 * (
+            nesting_reference(level[1], level[2], flat) + nesting_reference(level[2], level[3], flat)
+        ) / 2
+        got = float(objectives.island_loss(state, mask, (2, 3, 0), 0.1, nesting=0.7))
         self.assertAllClose(got, expected, rtol=1e-4)
 
     def test_denoise_loss_on_a_known_mask(self):

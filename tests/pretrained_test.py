@@ -90,12 +90,13 @@ class PretrainedTest(GlomTestCase):
         self.assertGreater(count[0], count[1])
         self.assertGreaterEqual(largest[3], 0.95)
 
-    def test_parts_model_is_the_mnist_preset_with_the_island_terms_in_three_phases(self):
+    def test_parts_model_is_the_mnist_preset_with_the_island_terms_in_four_phases(self):
         """pretrained/mnist_parts: the `mnist` preset with the location and the island terms, one
         epoch without the sharpness term (resumable/mnist_parts_p1), one with it from those
-        weights (resumable/mnist_parts) and three more from those at peak 0.001
-        (resumable/mnist_parts_p3, whose config the model's is); nothing else differs from the
-        preset (its model card)."""
+        weights (resumable/mnist_parts), three more from those at peak 0.001
+        (resumable/mnist_parts_p3) and two more from those at peak 0.001 with level 1's scale 2
+        and the nesting term (resumable/mnist_parts_p4n, whose config the model's is); nothing
+        else differs from the preset (its model card)."""
         import json
 
         from glom_tf.presets import get_preset
@@ -112,8 +113,12 @@ class PretrainedTest(GlomTestCase):
                 **sharp, "epochs": 3, "learning_rate": 0.001,
                 "init_from": "resumable/mnist_parts/model.keras",
             },
+            "resumable/mnist_parts_p4n": {
+                **sharp, "epochs": 2, "learning_rate": 0.001, "island_scales": [2, 3, 0],
+                "island_nesting": 3.0, "init_from": "resumable/mnist_parts_p3/model.keras",
+            },
         }  # fmt: skip
-        phases["pretrained/mnist_parts"] = phases["resumable/mnist_parts_p3"]
+        phases["pretrained/mnist_parts"] = phases["resumable/mnist_parts_p4n"]
         from glom_tf.config import Config
 
         preset = json.loads(get_preset("mnist").to_json())
@@ -127,10 +132,11 @@ class PretrainedTest(GlomTestCase):
             if overrides["init_from"]:
                 self.assertTrue(os.path.isfile(os.path.join(REPO, overrides["init_from"])), folder)
 
-    def test_parts_model_forms_two_part_levels_under_a_whole(self):
+    def test_parts_model_forms_a_hierarchy_of_parts_under_a_whole(self):
         """pretrained/mnist_parts on the first 200 test digits (its card: 1,000 digits): levels 1
-        and 2 each in 2-6 distinct islands (3-4 here), level 1 fewer than the input level;
-        the top one island over >= 95% of the digit. Offline on the sample's digits too."""
+        and 2 each in 2-6 distinct islands, fewer at each level up (input > 1 > 2 > top), each
+        level-1 island inside one level-2 island (nesting >= 0.95); the top one island over
+        >= 95% of the digit. Offline on the sample's digits too."""
         from glom_tf.islands import level_figures, object_mask
 
         model = load_glom_model(os.path.join(REPO, "pretrained", "mnist_parts", "model.keras"))
@@ -143,5 +149,7 @@ class PretrainedTest(GlomTestCase):
             self.assertLessEqual(largest[level], 0.8)
             self.assertLessEqual(between[level], 0.5)
         self.assertGreater(count[0], count[1])
+        self.assertGreater(count[1], count[2])
+        self.assertGreaterEqual(figures["nesting"][1], 0.95)
         self.assertLessEqual(count[3], 1.2)
         self.assertGreaterEqual(largest[3], 0.95)

@@ -149,6 +149,7 @@ class TensorBoardTest(GlomTestCase):
         parts = {f"parts/{name}" for name in names}
         islands = {"islands/agreement_object_cells", "islands/level1/islands", "islands/level2/largest"}
         islands |= {"islands/level1/neighbour_cosine", "islands/level2/distinct", "islands/level0/similarity"}
+        islands |= {"islands/level0/nesting", "islands/level1/nesting"}  # not the top's (level 2)
         expected = {
             "train": {"batch_loss", "batch_learning_rate", "epoch_loss", "epoch_learning_rate"}
             | {"images_per_second"},
@@ -162,6 +163,7 @@ class TensorBoardTest(GlomTestCase):
                 acc = accumulator(self.run_dir(workdir, run))
                 written = set(acc.Tags()["tensors"]) - {metadata.SESSION_START_INFO_TAG}
                 self.assertTrue(tags <= written, tags - written)
+                self.assertNotIn("islands/level2/nesting", written)  # no level above the top
                 for tag in written:
                     description = acc.SummaryMetadata(tag).summary_description
                     self.assertGreater(len(description.strip()), 20, f"{workdir} {run} {tag}")

@@ -81,7 +81,8 @@ LOG_DESCRIPTIONS = {
     "`readout`), averaged over images; all cells, not only the digit's.",
     "island_loss": "The island objective (glom_tf/objectives.py: contrastive loss pulling neighbouring "
     "object cells of each level together, plus island_sharpness x the term pushing neighbouring "
-    "pairs to share an island or be distinct), unweighted by island_weight.",
+    "pairs to share an island or be distinct, plus island_nesting x the term asking each island to lie "
+    "within one island of the level above), unweighted by island_weight.",
     "denoise_loss": "The denoising objective: mean squared error of the reconstructed masked patches, "
     "unweighted (training only).",
 }
@@ -312,7 +313,7 @@ class TensorBoardLogger(keras.callbacks.Callback):
 
                 plt.close(fig)
         curves = settling_curves(self.model, self.images)
-        keys = ("islands", "largest", "neighbour_cosine", "mean_cosine", "distinct")
+        keys = ("islands", "largest", "neighbour_cosine", "mean_cosine", "distinct", "nesting")
         final = {k: curves[k][-1] for k in keys}
         final["similarity"] = curves["similarity"][-1]
         over = f"mean over the first {n} validation images, after the last time step; step = epoch (0-based)"
@@ -325,6 +326,8 @@ class TensorBoardLogger(keras.callbacks.Callback):
             "mean_cosine": "mean cosine between the island mean vectors (images with >= 2 islands; "
             "absent when none has two)",
             "distinct": "1 - mean cosine between island means (0 for a single island)",
+            "nesting": "share of the object's cells inside the island of the level above that covers "
+            "most of their own island (1: every island lies within one island above, a parse tree)",
             "similarity": "mean cosine of every cell with its 8 torus neighbours, all cells",
         }
         for key, per_level in final.items():
