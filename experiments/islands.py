@@ -2,7 +2,8 @@
 final figure only, on the first official test digits.
 
 `python experiments/islands.py --workdir runs/x [--data-dir ../shared/data/mnist] [--images 500]
-[--split validation|test]` (or `--model M.keras --split test`) prints one JSON line: the run's
+[--split validation|test]` (or `--model M.keras --split test`; `--workdir` with `--model`: that
+model on the run's split, e.g. the run's model after it was moved) prints one JSON line: the run's
 validation accuracy and, per level (0 = the input) at the final time step,
 the island count over the object's cells, the largest island's share, the neighbour cosine,
 the mean cosine between island means, the distinctness and the nesting in the level above
@@ -43,7 +44,9 @@ def main() -> int:
 
     p = ArgumentParser(prog="python experiments/islands.py", description=__doc__.splitlines()[0])
     p.add_argument("--workdir")
-    p.add_argument("--model", help="a .keras file (with --split test), instead of --workdir")
+    p.add_argument(
+        "--model", help="a .keras file: with --split test alone, or with --workdir instead of its model.keras"
+    )
     p.add_argument("--data-dir")
     p.add_argument("--images", type=int, default=500)
     p.add_argument("--split", default="validation", choices=["validation", "test"])

@@ -83,7 +83,8 @@ class ModelConfig:
     # cosine (0.5, (1 + island_threshold) / 2): one island or distinct (objectives.sharpness_loss).
     island_sharpness: float = 0.0
     # Weight of the term asking each island of an updated level to lie within one island of the
-    # level above (objectives.nesting_loss): neighbours agree no more at a level than above it.
+    # level above (objectives.nesting_loss): neighbouring object cells agree no more at a level
+    # than above it (every pair's cosines ordered by level, which nesting follows from).
     island_nesting: float = 0.0
     # Denoising: mask this fraction of patches in training and reconstruct them from the columns.
     denoise_weight: float = 0.0
@@ -202,6 +203,10 @@ class ModelConfig:
             ),
             (self.island_nesting >= 0.0, "island_nesting must be >= 0"),
             (not self.island_nesting or self.island_weight > 0, "island_nesting needs island_weight > 0"),
+            (
+                not self.island_nesting or self.levels > 2,
+                "island_nesting needs levels > 2 (two updated levels)",
+            ),
             (self.denoise_weight >= 0.0, "denoise_weight must be >= 0"),
             (0.0 < self.mask_ratio < 1.0, "mask_ratio must be in (0, 1)"),
         ]

@@ -133,14 +133,14 @@ def level_figures(states: np.ndarray, mask: np.ndarray, threshold: float = ISLAN
         per_image = [island_figures(states[b, :, :, level], mask[b], labels=labels[level][b]) for b in images]
         for k in keys:
             out[k].append(_mean(f[k] for f in per_image))
-    below_above = zip(labels[:-1], labels[1:])  # per level pair: the images' labels
-    out["nesting"] = [_mean(nesting(b, a) for b, a in zip(*pair)) for pair in below_above] + [None]
+    pairs = zip(labels[:-1], labels[1:])  # per pair of neighbouring levels: the images' labels
+    out["nesting"] = [_mean(nesting(lo, up) for lo, up in zip(*pair)) for pair in pairs] + [None]
     return out
 
 
 def settling_curves(model, images: np.ndarray, threshold: float | None = None) -> dict:
     """Per time step t = 0..T, per level: the island figures over the object's cells
-    (`islands`, `largest`, `neighbour_cosine`, `mean_cosine`, `distinct`), the mean
+    (`islands`, `largest`, `neighbour_cosine`, `mean_cosine`, `distinct`, `nesting`), the mean
     8-neighbour cosine over all cells (`similarity`), and top-level agreement (the fraction
     of cells voting for the model's final answer; all cells and object cells).
     """
@@ -168,21 +168,20 @@ def settling_curves(model, images: np.ndarray, threshold: float | None = None) -
     }
 
 
-def island_parents(below: np.ndarray, above: np.ndarray) -> dict[int, tuple[int, int, int]]:
+def island_parents(below: np.ndarray, above: np.ndarray) -> dict[int, tuple[int, int]]:
     """Each island of `below` and the island of `above` covering most of its cells.
 
     below, above: (H, W) island labels of two levels of one image (-1 off the object).
-    Returns {island of below: (its parent in above, the cells they share, the island's cells)}
+    Returns {island of below: (its parent in above, the cells they share)}
     for the islands that meet above's object; a tie goes to the lower label.
     """
     parents = {}
     for island in range(int(below.max()) + 1):
-        cells = below == island
-        covering = above[cells]
+        covering = above[below == island]
         covering = covering[covering >= 0]
         if covering.size:
             counts = np.bincount(covering)
-            parents[island] = (int(counts.argmax()), int(counts.max()), int(cells.sum()))
+            parents[island] = (int(counts.argmax()), int(counts.max()))
     return parents
 
 
@@ -193,7 +192,7 @@ def nesting(below: np.ndarray, above: np.ndarray) -> float | None:
     total = int((below >= 0).sum())
     if total == 0:
         return None
-    return sum(shared for _, shared, _ in island_parents(below, above).values()) / total
+    return sum(shared for _, shared in island_parents(below, above).values()) / total
 
 
 def parse_tree(labels: list[np.ndarray]) -> list[dict[int, int]]:
@@ -204,7 +203,7 @@ def parse_tree(labels: list[np.ndarray]) -> list[dict[int, int]]:
     top level's dict is empty).
     """
     tree = [
-        {island: parent for island, (parent, _, _) in island_parents(below, above).items()}
+        {island: parent for island, (parent, _) in island_parents(below, above).items()}
         for below, above in zip(labels[:-1], labels[1:])
     ]
     return tree + [{}]

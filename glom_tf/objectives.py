@@ -17,8 +17,9 @@ cells different) that has no islands at a cosine threshold; `sharpness_loss` (we
 `sharpness`, part levels) asks every pair of 4-neighbouring object cells to either share an
 island (cosine >= `high`) or be distinct (cosine <= `DISTINCT_COSINE`): piecewise-constant
 islands. `nesting_loss` (weight `nesting`) asks each part of a level to lie within one island of
-the level above, as a parse tree's parts lie within their wholes: two neighbouring cells should
-agree at a level no more than they do at the level above. `denoise_loss` is the mean squared
+the level above, as a parse tree's parts lie within their wholes, by asking two neighbouring
+object cells to agree at a level no more than they do at the level above (stronger than
+nesting: it orders every neighbouring pair's cosines by level). `denoise_loss` is the mean squared
 error of reconstructed patch pixels on the masked patches.
 """
 
@@ -101,8 +102,10 @@ def _neighbour_cosines(vectors, mask):
 def nesting_loss(lower, upper, mask):
     """lower, upper (B, n, D) (a level and the level above), mask (B, n) -> scalar: the mean over
     pairs of 4-neighbouring object cells of relu(c_lower - c_upper), c their cosine at each
-    level: > 0 where two cells agree more at a level than above it (a part that straddles two
-    wholes); its gradient splits the part or joins the wholes."""
+    level. It is largest where a part straddles two wholes (c_lower near 1, c_upper low), whose
+    gradient splits the part or joins the wholes; it asks for more than nesting, as it orders
+    the cosines of every pair by level (a border between two parts under two wholes also pays
+    when the parts agree more than the wholes, and so do small differences inside islands)."""
     lower_cosine, pairs = _neighbour_cosines(lower, mask)
     upper_cosine, _ = _neighbour_cosines(upper, mask)
     penalty = ops.relu(lower_cosine - upper_cosine)
@@ -125,9 +128,9 @@ def island_loss(
     state = ops.cast(state, "float32")
     b, h, w, levels, d = ops.shape(state)[0], state.shape[1], state.shape[2], state.shape[3], state.shape[4]
     mask = ops.reshape(ops.cast(mask, state.dtype), (-1, h * w))  # (B, n)
+    per_level = [ops.reshape(state[:, :, :, level], (b, h * w, d)) for level in range(1, levels)]  # (B, n, D)
     terms = []
-    for level, scale in zip(range(1, levels), scales):
-        vectors = ops.reshape(state[:, :, :, level], (b, h * w, d))  # (B, n, D)
+    for vectors, scale in zip(per_level, scales):
         if scale > 0:
             term = part_island_loss(vectors, mask, scale, temperature)
             if sharpness:
@@ -136,10 +139,9 @@ def island_loss(
         else:
             terms.append(object_island_loss(vectors, mask, temperature))
     total = ops.mean(ops.stack(terms))
-    if nesting and levels > 2:
-        level = [ops.reshape(state[:, :, :, i], (b, h * w, d)) for i in range(1, levels)]  # (B, n, D) each
-        pairs = [nesting_loss(lower, upper, mask) for lower, upper in zip(level[:-1], level[1:])]
-        total = total + nesting * ops.mean(ops.stack(pairs))
+    if nesting and len(per_level) > 1:
+        gaps = [nesting_loss(lower, upper, mask) for lower, upper in zip(per_level[:-1], per_level[1:])]
+        total = total + nesting * ops.mean(ops.stack(gaps))
     return total
 
 

@@ -161,6 +161,13 @@ class ConfigTest(GlomTestCase):
             ModelConfig().with_overrides(attention="none", same_level="consensus")
         with self.assertRaisesRegex(ConfigError, "position='top_down' needs"):
             get_preset("tiny").with_overrides(position="top_down", top_down=False)
+        with self.assertRaisesRegex(ConfigError, "island_nesting needs island_weight > 0"):
+            get_preset("tiny").with_overrides(island_nesting=1.0)
+        with self.assertRaisesRegex(ConfigError, "island_nesting needs levels > 2"):
+            get_preset("tiny").with_overrides(
+                island_nesting=1.0, island_weight=1.0, levels=2, island_scales=()
+            )
+        get_preset("tiny").with_overrides(island_nesting=1.0, island_weight=1.0)  # 3 levels: valid
         self.assertTrue(issubclass(ConfigError, UserError) and issubclass(ConfigError, ValueError))
 
 

@@ -268,6 +268,8 @@ class ModelObjectivesTest(GlomTestCase):
             + 0.7 * sharpness_reference(level1, mask, (1 + 0.9) / 2)  # island_threshold 0.9
             + object_reference(state[:, :, :, 2].reshape(4, 16, 8), mask, 0.1)
         ) / 2 + 0.3 * nesting_reference(level1, state[:, :, :, 2].reshape(4, 16, 8), mask)  # levels 1-2
+        # (0 for this untrained model, whose level 2 agrees more than level 1 at every pair: the
+        # test above checks that island_nesting reaches the loss)
         patches, masked = numpy_patches(x), np.asarray(out["masked"])
         self.assertAllClose(out["patches"], patches, atol=1e-5)
         self.assertBetween(float(masked.mean()), 0.1, 0.45)  # mask_ratio 0.25 of 64 cells
