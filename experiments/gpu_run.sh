@@ -8,11 +8,11 @@
 # The runs of 2026-12-04: summaries in experiments/gpu_logs/ (mnist64, mnist64_ft: pretrained/mnist).
 #   BUDGET=470 bash experiments/gpu_run.sh; then BUDGET=200 STAGE=2 bash experiments/gpu_run.sh
 # (stage 2 needs stage 1's mnist64.keras and islands80.keras in .gpudata/)
-# Stage 3 (not run): the changes of README's "Fashion-MNIST at a small
+# Stage 3 (not run): the changes of docs/results.md's "Fashion-MNIST at a small
 # budget" table at 64 dims and the full budget:
 #   BUDGET=470 STAGE=3 bash experiments/gpu_run.sh
 # Stages 4 and 5 (run 2026-12-04 in the second lent session, instead of stage 3, whose changes led
-# nowhere on the CPU; README, "Stages 4 and 5"; summaries in experiments/gpu_logs/stage{4,5}):
+# nowhere on the CPU; docs/results.md, "Stages 4 and 5"; summaries in experiments/gpu_logs/stage{4,5}):
 #   BUDGET=500 STAGE=4 bash experiments/gpu_run.sh; then BUDGET=265 STAGE=5 bash experiments/gpu_run.sh
 # Stage 6 (prepared 2026-12-04 for a later lent session, not run yet): each column's learned
 # location in the top-down networks (position=top_down, the paper's) against stage 1's runs at
@@ -85,7 +85,7 @@ run mnist_ft_meance mnist $INIT --set learning_rate=0.0005 --set loss=mean_cross
 6)  # each column's location in the top-down networks (position=top_down): stage 1's fashion64
     # and mnist64 with it; fashion64 with it and flips only (pretrained/fashion_mnist's
     # augmentation); the same at batch 64, peak 0.003 (twice the optimizer steps); and the
-    # `mnist` preset with the location and the island terms (README, the islands table's
+    # `mnist` preset with the location and the island terms (docs/islands.md, the islands table's
     # res_isl33_w3_sh1_pos_t03 row): islands on the accuracy model's residual dynamics?
 FASHION="--preset fashion_mnist --set dim=64 --set attention_dim=32 --set position=top_down"
 run fashion64_pos fashion $FASHION --set augment_shift=2

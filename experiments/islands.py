@@ -68,7 +68,7 @@ def main() -> int:
             metrics = json.load(f)
     model = load_glom_model(args.model or os.path.join(args.workdir, "model.keras"))
     if args.split == "test":
-        dataset = config.dataset if args.workdir else "mnist"  # a model alone: MNIST, as the README's figures
+        dataset = config.dataset if args.workdir else "mnist"  # a model alone: MNIST (docs/figures)
         arrays = data.load_arrays(dataset, "test", args.data_dir)
         data.check_fits(arrays, model, dataset)
     else:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The islands table of the README: the `default` preset with one change per row, a small fixed
+# The islands table of docs/islands.md: the `default` preset with one change per row, a small fixed
 # budget (4,000 official MNIST training digits, 3 epochs, batch 64, seed 0), island figures on
 # 500 of the 1,000 held-out validation digits (never the test split).
 # Usage: bash experiments/islands.sh DATA_DIR [ROW ...]   (no rows: the table's first eleven)
@@ -48,7 +48,7 @@ declare -A ROWS=(
   [avg_isl33_w3_sh1_att]="$AVG island_weight=3.0 island_scales=3,3,0 island_sharpness=1.0 attention=learned"
   [avg_isl33_w3_sh1_d48]="$AVG island_weight=3.0 island_scales=3,3,0 island_sharpness=1.0 dim=48 attention_dim=24"
   [avg_att]="$AVG attention=learned"  # the `att` row without the island terms
-  # the contrastive temperature 0.1 -> 0.3 (a 48-dim full run merged level 1 at 0.1; README, Islands)
+  # the contrastive temperature 0.1 -> 0.3 (a 48-dim full run merged level 1 at 0.1; docs/islands.md)
   [avg_isl33_w3_sh1_att_t03]="$AVG island_weight=3.0 island_scales=3,3,0 island_sharpness=1.0 attention=learned island_temperature=0.3"
   [avg_isl33_w3_sh1_att_d48]="$AVG island_weight=3.0 island_scales=3,3,0 island_sharpness=1.0 attention=learned dim=48 attention_dim=24"
   [avg_isl33_w3_sh1_att_d48_t03]="$AVG island_weight=3.0 island_scales=3,3,0 island_sharpness=1.0 attention=learned dim=48 attention_dim=24 island_temperature=0.3"

@@ -1,4 +1,4 @@
-"""The named presets: `Config` values. Each preset's command, runtime and result: README.md."""
+"""The named presets: `Config` values. Commands, runtimes, results: README.md and docs/results.md."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def presets() -> dict[str, Config]:
         dim=32,
         steps=6,
         hidden_scale=0.1,
-        dropout=0.1,  # the main command's 4,500 digits overfit without it (README, Results)
+        dropout=0.1,  # the main command's 4,500 digits overfit without it (docs/results.md)
         attention="learned",
         attention_dim=16,
         init_state="learned",
@@ -50,11 +50,11 @@ def presets() -> dict[str, Config]:
     # The recipe of the committed full-dataset models: 8 steps (the recipe search's faster-learning
     # row on both datasets), no dropout, no remat (faster at batch 64). At Adam 0.01 without
     # weight decay the 8-step model diverged in its second epoch on Fashion-MNIST (its weights
-    # grew ~5x: README, Results), so the peak rate is halved, weights decay (AdamW) and
+    # grew ~5x: docs/results.md), so the peak rate is halved, weights decay (AdamW) and
     # gradients are clipped.
     full_training = dict(steps=8, learning_rate=0.005, weight_decay=0.05, clipnorm=1.0, remat=False)
     full = default.with_overrides(dropout=0.0, **full_training)
-    # Islands at every level (pretrained/mnist_islands; README, Islands): `consensus` with the
+    # Islands at every level (pretrained/mnist_islands; docs/islands.md): `consensus` with the
     # four terms' weights fixed and equal, and the island objective with its sharpness term
     # (parts at level 1 against cells 3 apart, one island per object at the top), the consensus
     # weighted by learned 16-dim queries and keys, trained like `mnist` (the same steps,

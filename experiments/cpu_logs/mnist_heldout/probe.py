@@ -4,7 +4,7 @@ The held-out digits are the `mnist` preset's 5,000 (training.fit's seeded split,
 scored by training.metrics.readout_figures (as training.evaluate does). The models:
 pretrained/mnist, its three stage-5 continuations on the lent GPU (experiments/gpu_run.sh
 STAGE=5; copied to runs/soup/, not committed) and the CPU continuation runs/mnist_meance_ft
-(README, "The mean readout's cross-entropy did not raise the MNIST model either"). A soup is
+(docs/results.md, "The mean readout's cross-entropy did not raise the MNIST model either"). A soup is
 the element-wise mean of the models' weights: one model of the same size. "steps=T" runs
 pretrained/mnist's weights for T time steps at inference instead of its trained 8.
 Run from the repository root: python experiments/cpu_logs/mnist_heldout/probe.py
