@@ -31,7 +31,7 @@ def figures(model, config, validation, tag: str) -> None:
 
     dataset = data.make_dataset(validation, 100, config.image_size)
     accuracy = readout_figures(model, dataset, config.num_classes)["accuracy_mean"]
-    islands = final_island_figures(model, validation.images[:500])
+    islands = final_island_figures(model, data.model_images(validation, 500, config.image_size))
     print(json.dumps({"tag": tag, "val_acc": accuracy, **islands}), flush=True)
 
 

@@ -7,7 +7,8 @@ model on the run's split, e.g. the run's model after it was moved) prints one JS
 validation accuracy and, per level (0 = the input) at the final time step,
 the island count over the object's cells, the largest island's share, the neighbour cosine,
 the mean cosine between island means, the distinctness and the nesting in the level above
-(glom_tf/islands.py).
+(glom_tf/islands.py). The validation split is rebuilt from `--data-dir` as training split it,
+and refused unless it is the run's own (the fingerprint in its data.json).
 """
 
 from __future__ import annotations
@@ -20,14 +21,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def final_island_figures(model, images) -> dict:
-    """Per-level island figures (glom_tf/islands.py) of `images` (N, H, W[, C]) at the final step,
-    at the model's island threshold, rounded to 3 decimals."""
+    """Per-level island figures (glom_tf/islands.py) of `images` (N, S, S, C) in [0, 1], as the
+    model reads them (`training.data.model_images`), at the final step and the model's island
+    threshold, rounded to 3 decimals."""
     import numpy as np
 
-    from glom_tf.images import unit_pixels
     from glom_tf.islands import level_figures, object_mask
 
-    images = unit_pixels(images)
     states = []
     for start in range(0, len(images), 100):
         out = model.unroll(images[start : start + 100], training=False, record=False)
@@ -40,7 +40,7 @@ def main() -> int:
     from glom_tf.cli import ArgumentParser, UserError, load_glom_model
     from glom_tf.config import Config
     from training import data
-    from training.train import load_data
+    from training.train import Paths, check_same_data, data_record, load_data, read_json
 
     p = ArgumentParser(prog="python experiments/islands.py", description=__doc__.splitlines()[0])
     p.add_argument("--workdir")
@@ -62,18 +62,18 @@ def main() -> int:
         for name in ("config.json", "metrics.json"):
             if not os.path.isfile(os.path.join(args.workdir, name)):
                 raise UserError(f"--workdir {args.workdir}: no {name} (not a finished training.fit run)")
-        with open(os.path.join(args.workdir, "config.json")) as f:
-            config = Config.from_dict(json.load(f))
-        with open(os.path.join(args.workdir, "metrics.json")) as f:
-            metrics = json.load(f)
+        paths = Paths(args.workdir)
+        config = Config.from_dict(read_json(paths.config))
+        metrics = read_json(paths.metrics)
     model = load_glom_model(args.model or os.path.join(args.workdir, "model.keras"))
     if args.split == "test":
         dataset = config.dataset if args.workdir else "mnist"  # a model alone: MNIST (docs/figures)
         arrays = data.load_arrays(dataset, "test", args.data_dir)
         data.check_fits(arrays, model, dataset)
     else:
-        _, arrays = load_data(config, args.data_dir)
-    rounded = final_island_figures(model, arrays.images[: args.images])
+        train, arrays = load_data(config, args.data_dir)
+        check_same_data(paths, data_record(train, arrays))  # the run's own held-out images
+    rounded = final_island_figures(model, data.model_images(arrays, args.images, model.image_size))
     print(
         json.dumps(
             {

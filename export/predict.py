@@ -38,7 +38,10 @@ class Predictor:
                 raise UserError(f"{path}: not a readable GLOM TFLite model ({type(e).__name__})") from None
             self.size, self.channels, self.kind = int(shape[1]), int(shape[3]), "tflite"
         elif path.endswith(".keras") and os.path.isfile(path):
-            self.model = load_glom_model(path)
+            try:
+                self.model = load_glom_model(path)
+            except UserError as e:  # its message names the path as --model; here it is positional
+                raise UserError(str(e).removeprefix("--model ")) from None
             self.size, self.channels, self.kind = self.model.image_size, self.model.channels, "keras"
         elif os.path.isdir(path):
             import tensorflow as tf
@@ -54,6 +57,13 @@ class Predictor:
                 self.signature = loaded.signatures["serving_default"]
             except Exception as e:  # not a SavedModel, corrupt, or no serving_default signature
                 raise UserError(f"{version}: not a readable GLOM SavedModel ({type(e).__name__})") from None
+            takes = sorted(self.signature.structured_input_signature[1])
+            gives = sorted(self.signature.structured_outputs)
+            if takes != ["images"] or not {"probabilities", "classes", "agreement"} <= set(gives):
+                raise UserError(
+                    f"{version}: not a GLOM SavedModel (serving_default: {', '.join(takes) or 'no input'} -> "
+                    f"{', '.join(gives)}; expected images -> probabilities, classes, agreement)"
+                )
             # (S, S, C) as exported; SavedModels exported before it was saved are 28x28 grey.
             shape = loaded.image_shape.numpy() if hasattr(loaded, "image_shape") else (28, 28, 1)
             self.size, self.channels, self.kind = int(shape[0]), int(shape[2]), "saved_model"

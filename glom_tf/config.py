@@ -22,6 +22,30 @@ class ConfigError(UserError, ValueError):
     """A configuration value is unknown, mistyped or out of range."""
 
 
+def _typed(key: str, value: Any, default: Any) -> Any:
+    """`value` as the type of the field's default (JSON lists become tuples, whole numbers
+    floats); a ConfigError for a value of another type (e.g. a hand-edited config.json)."""
+    kind = type(default)
+    if kind is bool:
+        ok = isinstance(value, bool)
+    elif kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif kind is tuple:
+        ok = isinstance(value, (list, tuple)) and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value
+        )
+        value = tuple(value) if ok else value
+    else:
+        ok = isinstance(value, kind)
+    if not ok:
+        expected = {bool: "true or false", int: "an integer", float: "a number", tuple: "a list of integers"}
+        raise ConfigError(f"{key} expects {expected.get(kind, 'a string')}, got {value!r}")
+    return value
+
+
 ATTENTIONS = ("similarity", "learned", "plain", "none")
 SAME_LEVEL = ("mlp", "consensus")
 UPDATES = ("residual", "average")
@@ -106,7 +130,7 @@ class ModelConfig:
         unknown = sorted(set(values) - set(fields))
         if unknown:
             raise ConfigError(f"unknown config key(s): {', '.join(unknown)}")
-        values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+        values = {k: _typed(k, v, fields[k].default) for k, v in values.items()}
         config = cls(**values)
         config.validate()
         return config

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from glom_tf.cli import UserError
@@ -46,9 +48,14 @@ def prepare_image(path: str, size: int = 28) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as image:
-            image.load()
-            grey = _greyscale(image)
+        with warnings.catch_warnings():
+            # PIL only warns below twice its pixel limit; past it, it refuses (DecompressionBombError).
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                image.load()
+                grey = _greyscale(image)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise UserError(f"{path}: too large an image (over {Image.MAX_IMAGE_PIXELS:,} pixels)") from None
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise UserError(f"{path}: not a readable image ({type(e).__name__})") from None
     border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])

@@ -1,6 +1,7 @@
 import dataclasses
 import json
 import os
+import re
 
 import keras
 import numpy as np
@@ -127,6 +128,31 @@ class ConfigTest(GlomTestCase):
             get_preset("tiny"), ["attention-beta=2.5", "same_level=consensus", "state_norm=1"]
         )
         self.assertEqual((c.attention_beta, c.same_level, c.state_norm), (2.5, "consensus", True))
+
+    def test_a_saved_config_of_the_wrong_types_is_refused(self):
+        # config.json and the .keras file's config are JSON: a hand-edited value of another
+        # type is a one-line error, not a crash later; JSON's lists and whole numbers convert.
+        saved = json.loads(get_preset("mnist").to_json())
+        self.assertEqual(Config.from_dict(saved), get_preset("mnist"))
+        relaxed = Config.from_dict({**saved, "learning_rate": 1, "island_scales": [2, 3, 0]})
+        self.assertEqual((relaxed.learning_rate, type(relaxed.learning_rate)), (1.0, float))
+        self.assertEqual(relaxed.island_scales, (2, 3, 0))
+        cases = {
+            "levels": ("3", "levels expects an integer, got '3'"),
+            "dim": (2.5, "dim expects an integer"),
+            "remat": (1, "remat expects true or false"),
+            "seed": (True, "seed expects an integer"),
+            "learning_rate": ("0.1", "learning_rate expects a number"),
+            "island_scales": ([2, "a"], "island_scales expects a list of integers"),
+            "dataset": (3, "dataset expects a string"),
+        }
+        for key, (value, message) in cases.items():
+            with self.subTest(key=key):
+                with self.assertRaisesRegex(ConfigError, re.escape(message)):
+                    Config.from_dict({**saved, key: value})
+                if key in ModelConfig.field_names():  # a saved .keras file's config
+                    with self.assertRaisesRegex(ConfigError, re.escape(message)):
+                        ModelConfig.from_dict({**get_preset("mnist").model_config().to_dict(), key: value})
 
     def test_bad_values_are_one_line_errors(self):
         cases = {

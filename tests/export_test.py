@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import unittest.mock
 
 import keras
 import numpy as np
@@ -404,3 +405,111 @@ class ExportCliTest(GlomTestCase):
         self.assertLess(abs((rows.mean() + 0.5) - 14), 1.5)  # centred by mass
         self.assertLess(abs((cols.mean() + 0.5) - 14), 1.5)
         self.assertEqual(int(image[0, 0]), 0)  # inverted: black background
+
+
+def write_idx_test_split(directory, images, labels):
+    """`images` (N, 28, 28) uint8 and `labels` (N,) as the two IDX files of a test split, by hand."""
+    import struct
+
+    os.makedirs(directory, exist_ok=True)
+    n = len(labels)
+    with open(os.path.join(directory, "t10k-images-idx3-ubyte"), "wb") as f:
+        f.write(struct.pack(">HBBIII", 0, 8, 3, n, 28, 28) + images.astype(np.uint8).tobytes())
+    with open(os.path.join(directory, "t10k-labels-idx1-ubyte"), "wb") as f:
+        f.write(struct.pack(">HBBI", 0, 8, 1, n) + labels.astype(np.uint8).tobytes())
+    return directory
+
+
+def foreign_saved_model(directory, input_name):
+    """A SavedModel whose serving_default takes `input_name` and returns only `scores`."""
+
+    class Foreign(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 28, 28], tf.float32)])
+        def serve(self, x):
+            return {"scores": tf.reduce_sum(x, axis=[1, 2])}
+
+    module = Foreign()
+    signature = module.serve.get_concrete_function()
+    renamed = tf.function(lambda **kw: signature(kw[input_name])).get_concrete_function(
+        **{input_name: tf.TensorSpec([None, 28, 28], tf.float32)}
+    )
+    tf.saved_model.save(module, directory, signatures={"serving_default": renamed})
+    return directory
+
+
+class ForeignInputTest(GlomTestCase):
+    """What the serving-side commands do with artifacts and images that are not theirs."""
+
+    def test_predict_refuses_a_foreign_saved_model_and_a_huge_image(self):
+        from PIL import Image
+
+        from export.predict import main as predict_main
+
+        a = artifacts()
+        tmp = self.get_temp_dir()
+        digit = os.path.join(tmp, "digit.png")
+        Image.fromarray(a["images"][0, :, :, 0]).save(digit)
+        for name in ("x", "images"):  # another input name; the right name but no classes
+            foreign = foreign_saved_model(os.path.join(tmp, f"foreign_{name}"), name)
+            one_line_error(self, call_main(predict_main, foreign, digit), needle="not a GLOM SavedModel")
+        # PIL refuses images over twice MAX_IMAGE_PIXELS and warns between once and twice.
+        big, bigger = os.path.join(tmp, "big.png"), os.path.join(tmp, "bigger.png")
+        Image.new("L", (15, 15)).save(big)  # 225 pixels
+        Image.new("L", (30, 30)).save(bigger)  # 900 pixels
+        with unittest.mock.patch.object(Image, "MAX_IMAGE_PIXELS", 150):
+            for path in (big, bigger):
+                run = call_main(predict_main, a["keras"], path)
+                one_line_error(self, run, needle="too large an image")
+                self.assertIn(os.path.basename(path), run.stderr)
+        # A .keras model given as the positional MODEL is not named --model in its error.
+        corrupt = os.path.join(tmp, "corrupt.keras")
+        with open(corrupt, "wb") as f:
+            f.write(b"not a model")
+        run = call_main(predict_main, corrupt, digit)
+        one_line_error(self, run, needle="corrupt.keras: cannot load")
+        self.assertNotIn("--model", run.stderr)
+
+    def test_served_accuracy_counts_right_answers_and_refuses_what_it_cannot_read(self):
+        a = artifacts()
+        tmp = self.get_temp_dir()
+        images, labels = a["images"][:200, :, :, 0], a["labels"][:200]
+        data_dir = write_idx_test_split(os.path.join(tmp, "digits"), images, labels)
+        script = os.path.join(REPO, "experiments", "served_accuracy.py")
+
+        def served(*args):
+            env = {k: v for k, v in os.environ.items() if not k.startswith("TF_CPP")}
+            return subprocess.run([sys.executable, script, *args], env=env, capture_output=True, text=True)
+
+        run = served(a["saved"], data_dir)
+        self.assertEqual(run.returncode, 0, run.stderr)
+        self.assertEqual(run.stderr, "")  # no TensorFlow start-up lines
+        right = int((a["reference"]["classes"][:200] == labels).sum())  # the Keras model's, in numpy
+        self.assertIn(f": {right}/200 = ", run.stdout)
+        swapped = os.path.join(tmp, "swapped")
+        os.makedirs(swapped)
+        os.symlink(
+            os.path.join(data_dir, "t10k-labels-idx1-ubyte"), os.path.join(swapped, "t10k-images-idx3-ubyte")
+        )
+        os.symlink(
+            os.path.join(data_dir, "t10k-images-idx3-ubyte"), os.path.join(swapped, "t10k-labels-idx1-ubyte")
+        )
+        truncated = os.path.join(tmp, "truncated")
+        os.makedirs(truncated)
+        raw = open(os.path.join(data_dir, "t10k-images-idx3-ubyte"), "rb").read()
+        with open(os.path.join(truncated, "t10k-images-idx3-ubyte"), "wb") as f:
+            f.write(raw[: len(raw) // 2])
+        os.symlink(
+            os.path.join(data_dir, "t10k-labels-idx1-ubyte"),
+            os.path.join(truncated, "t10k-labels-idx1-ubyte"),
+        )
+        foreign = foreign_saved_model(os.path.join(tmp, "foreign"), "x")
+        cases = [
+            ((), "usage"),
+            ((a["saved"], swapped), "not an IDX file"),
+            ((a["saved"], truncated), "bytes for shape"),
+            ((foreign, data_dir), "does not serve these images"),
+            ((tmp, data_dir), "no saved_model.pb"),
+        ]
+        for args, needle in cases:
+            with self.subTest(needle=needle):
+                one_line_error(self, served(*args), needle=needle)

@@ -193,6 +193,59 @@ class CommandErrorsTest(GlomTestCase):
         one_line_error(self, evaluate("--model", plain, "--data-dir", "/no/data"), needle="not a GLOM model")
         readme = os.path.join(REPO, "README.md")
         one_line_error(self, evaluate("--model", readme), needle="not a .keras file")
+        # --overwrite replaces an earlier result, never the model being evaluated.
+        source = os.path.join(tmp, "source.keras")
+        shutil.copy(plain, source)
+        kept = open(source, "rb").read()
+        run = evaluate("--model", source, "--data-dir", "/no/data", "--out", source, "--overwrite")
+        one_line_error(self, run, needle="is the source model")
+        self.assertEqual(open(source, "rb").read(), kept)
+
+    def test_fit_never_replaces_a_model_it_cannot_continue(self):
+        from glom_tf.presets import get_preset
+        from training.fit import main
+
+        tmp = self.get_temp_dir()
+
+        def folder(name, files):
+            path = os.path.join(tmp, name)
+            os.makedirs(path, exist_ok=True)
+            for file, content in files.items():
+                with open(os.path.join(path, file), "w") as f:
+                    f.write(content)
+            return path
+
+        def fit(workdir):  # --data-dir /no/data: a refusal must come before the data is read
+            return call_main(
+                main, "--preset", "tiny", "--epochs", "1", "--workdir", workdir, "--data-dir", "/no/data"
+            )
+
+        config = get_preset("tiny").with_overrides(epochs=1).to_json()
+        finished = json.dumps(
+            {"epochs": 1, "accuracy_vote": 0.5, "accuracy_mean": 0.5, "agreement": 0.9, "images": 9}
+        )
+        # A pretrained model's folder: its run's config and model, no checkpoint, no metrics.
+        shipped = folder("shipped", {"config.json": config, "model.keras": "the shipped model"})
+        # A finished run of 1 epoch whose checkpoint was removed, asked for 2: it cannot continue.
+        done = folder("done", {"config.json": config, "model.keras": "trained", "metrics.json": finished})
+        # A folder of someone else's files: no config.json.
+        other = folder("other", {"model.keras": "mine", "metrics.json": '{"mine": 1}'})
+        before = {d: sorted(os.listdir(d)) for d in (shipped, done, other)}
+        one_line_error(self, fit(shipped), needle="no checkpoint to continue from")
+        run = call_main(
+            main, "--preset", "tiny", "--epochs", "2", "--workdir", done, "--data-dir", "/no/data"
+        )
+        one_line_error(self, run, needle="no checkpoint to continue from")
+        one_line_error(self, fit(other), needle="but no config.json")
+        self.assertEqual({d: sorted(os.listdir(d)) for d in before}, before)
+        self.assertEqual(open(os.path.join(shipped, "model.keras")).read(), "the shipped model")
+        self.assertEqual(open(os.path.join(other, "metrics.json")).read(), '{"mine": 1}')
+        # The same finished run asked for its own epochs: nothing to do, nothing touched.
+        self.assertEqual(fit(done).returncode, 0)
+        self.assertEqual(sorted(os.listdir(done)), before[done])
+        one_line_error(
+            self, call_main(main, "--preset", "tiny", "--workdir", ""), needle="--workdir is empty"
+        )
 
     def test_checkpointer_stops_on_an_exploding_loss(self):
         from training.callbacks import Checkpointer
@@ -452,6 +505,67 @@ class FitEndToEndTest(GlomTestCase):
         run = call_main(fit_main, *args, "--epochs", "5")
         one_line_error(self, run, needle=os.path.join("checkpoints", "last.keras"))
         self.assertIn("truncated or corrupt", run.stderr)
+
+    def test_another_image_size_trains_evaluates_and_measures_islands(self):
+        # The dataset's 28x28 digits are resized to the model's 35x35 in training, in the
+        # TensorBoard pictures, in evaluate's island curves and in experiments/islands.py.
+        from training import data
+
+        tmp = self.get_temp_dir()
+        workdir = os.path.join(tmp, "size35")
+        shutil.rmtree(workdir, ignore_errors=True)
+        args = [
+            *TINY,
+            "--epochs",
+            "1",
+            "--set",
+            "image_size=35",
+            "--data-dir",
+            mnist_dir(),
+            "--workdir",
+            workdir,
+        ]
+        run = cli("training.fit", *args)
+        self.assertEqual(run.returncode, 0, run.stderr[-3000:])
+        model = os.path.join(workdir, "model.keras")
+        run = cli("training.evaluate", "--model", model, "--data-dir", mnist_dir(), "--limit", "40")
+        self.assertEqual(run.returncode, 0, run.stderr[-3000:])
+        self.assertEqual(json.loads(run.stdout)["islands"]["images"], 40)
+        script = os.path.join(REPO, "experiments", "islands.py")
+
+        def islands(*argv):
+            command = [sys.executable, script, "--data-dir", mnist_dir(), "--images", "20", *argv]
+            return subprocess.run(command, cwd=REPO, env=user_env(), capture_output=True, text=True)
+
+        run = islands("--workdir", workdir)
+        self.assertEqual(run.returncode, 0, run.stderr[-3000:])
+        figures = json.loads(run.stdout)
+        self.assertEqual((figures["split"], figures["images"]), ("validation", 20))
+        self.assertEqual(len(figures["count"]), 3)  # the tiny preset's levels, input included
+        # The run's held-out images come from its own training data: other files are refused.
+        other = os.path.join(tmp, "other_digits")
+        os.makedirs(other, exist_ok=True)
+        images, labels = data.load_idx(mnist_dir(), "train")
+        image_name, label_name = data.IDX_FILES["train"]
+        with open(os.path.join(other, image_name), "wb") as f:
+            f.write(struct.pack(">HBBIII", 0, 8, 3, 1000, 28, 28) + images[-1000:].astype(np.uint8).tobytes())
+        with open(os.path.join(other, label_name), "wb") as f:
+            f.write(struct.pack(">HBBI", 0, 8, 1, 1000) + labels[-1000:].astype(np.uint8).tobytes())
+        one_line_error(
+            self, islands("--workdir", workdir, "--data-dir", other), needle="was trained on other data"
+        )
+        # A run whose config.json is unreadable or mistyped: one line naming what is wrong.
+        config = json.load(open(os.path.join(workdir, "config.json")))
+        for name, text, needle in (
+            ("unreadable", "{bad", "cannot be read"),
+            ("mistyped", json.dumps({**config, "levels": "3"}), "levels expects an integer"),
+        ):
+            copy = os.path.join(tmp, name)
+            shutil.rmtree(copy, ignore_errors=True)
+            shutil.copytree(workdir, copy)
+            with open(os.path.join(copy, "config.json"), "w") as f:
+                f.write(text)
+            one_line_error(self, islands("--workdir", copy), needle=needle)
 
     def test_resume_after_kill_9(self):
         workdir = os.path.join(self.get_temp_dir(), "killed")

@@ -11,7 +11,7 @@ import keras
 import numpy as np
 
 from glom_tf.cli import save_model_atomic
-from glom_tf.images import unit_pixels
+from training import data
 
 
 class Checkpointer(keras.callbacks.Callback):
@@ -140,7 +140,7 @@ class TensorBoardLogger(keras.callbacks.Callback):
         self.logdir = logdir
         self.config = config
         self.trial = os.path.normpath(trial)
-        self.images = unit_pixels(validation.images[:panel_size])
+        self.images = data.model_images(validation, panel_size, config.image_size)  # (N, S, S, C)
         self.labels = validation.labels[:panel_size]
         self.steps_per_epoch = steps_per_epoch
         self.batch_every = batch_every or batch_log_every(steps_per_epoch, config.epochs)

@@ -264,6 +264,14 @@ def make_dataset(
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
+def model_images(arrays: Arrays, count: int, image_size: int) -> np.ndarray:
+    """The first `count` images as the model reads them, prepared by `make_dataset` (scaled to
+    [0, 1], resized to `image_size`): float32 (N, S, S, C), for figures computed outside tf.data."""
+    first = Arrays(arrays.images[:count], arrays.labels[:count], arrays.source, arrays.num_classes)
+    images, _ = next(iter(make_dataset(first, max(len(first.labels), 1), image_size)))
+    return images.numpy()
+
+
 def random_affine(image, shift: int, rotate: float, scale: float):
     """One image (H, W, C) rotated by up to `rotate` degrees and zoomed by [1-scale, 1+scale]
     about its centre, then shifted by up to `shift` pixels."""

@@ -18,7 +18,6 @@ from glom_tf.cli import (
     run,
     write_atomic,
 )
-from glom_tf.images import unit_pixels
 
 ISLAND_IMAGES = 100  # images for the per-step island and agreement curves
 
@@ -43,7 +42,7 @@ def check_args(args) -> None:
     if args.limit < 0:
         raise UserError(f"--limit must be >= 0 (0: every image), got {args.limit}")
     if args.out:
-        check_out_file(args.out, args.overwrite, ".json")
+        check_out_file(args.out, args.overwrite, ".json", source=args.model)
 
 
 def evaluate(model_path: str, dataset: str, split: str, data_dir=None, limit: int = 0, batch_size: int = 250):
@@ -63,7 +62,7 @@ def evaluate(model_path: str, dataset: str, split: str, data_dir=None, limit: in
     ds = data.make_dataset(arrays, batch_size, model.image_size)
     figures = readout_figures(model, ds, arrays.num_classes)
     # Islands and settling over time steps, on the first images (the curves are per step).
-    sample = unit_pixels(arrays.images[:ISLAND_IMAGES])
+    sample = data.model_images(arrays, ISLAND_IMAGES, model.image_size)  # (N, S, S, C) in [0, 1]
     figures["islands"] = settling_curves(model, sample)
     figures["islands"]["images"] = int(len(sample))
     figures.update({"model": model_path, "dataset": dataset, "split": split, "source": arrays.source})

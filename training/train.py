@@ -76,7 +76,8 @@ def locked_workdir(paths: Paths):
         yield
 
 
-def _read_json(path: str) -> dict:
+def read_json(path: str) -> dict:
+    """A JSON file of a run; an unreadable one is a UserError naming it."""
     try:
         with open(path) as f:
             return json.load(f)
@@ -86,10 +87,19 @@ def _read_json(path: str) -> dict:
 
 def _check_workdir(paths: Paths, config: Config) -> dict | None:
     """The metrics of a finished run of `config` in the workdir, if any. Refuses a different
-    config, fewer epochs than already trained, or different training data."""
+    config, fewer epochs than already trained, and a workdir whose saved files training would
+    replace without continuing them: a model or metrics with no run's config beside them, or a
+    model with no checkpoint to continue from (a finished run whose checkpoint was removed, a
+    pretrained model's folder)."""
     if not os.path.exists(paths.config):
+        saved = [p for p in (paths.model, paths.metrics, paths.last) if os.path.exists(p)]
+        if saved:
+            raise UserError(
+                f"{paths.workdir} holds {os.path.relpath(saved[0], paths.workdir)} but no config.json: "
+                "not a training.fit run; use another --workdir"
+            )
         return None
-    saved = _read_json(paths.config)
+    saved = read_json(paths.config)
     current = json.loads(config.to_json())
     # A field missing from a run saved before it existed has its default (fields are added with
     # the default that keeps the old behaviour), so older runs still resume.
@@ -106,28 +116,44 @@ def _check_workdir(paths: Paths, config: Config) -> dict | None:
             "(use another --workdir)"
         )
     if os.path.exists(paths.metrics) and os.path.exists(paths.model):
-        metrics = _read_json(paths.metrics)
+        metrics = read_json(paths.metrics)
         if metrics.get("epochs") == config.epochs:
             return metrics
+    if os.path.exists(paths.model) and not os.path.exists(paths.last):
+        raise UserError(
+            f"{paths.model} has no checkpoint to continue from (checkpoints/last.keras); training "
+            "would replace it: use another --workdir"
+        )
     return None
 
 
-def _check_data(paths: Paths, train, validation) -> None:
-    """Records a fingerprint of the training data; a rerun must train on the same data (the
-    same digits in the same split, wherever the files are: a clone elsewhere resumes)."""
+def data_record(train, validation) -> dict:
+    """Where the training data came from and its fingerprint: the same digits in the same
+    split give the same fingerprint, wherever the files are (a clone elsewhere resumes)."""
     digest = hashlib.sha256()
     for array in (train.images, train.labels, validation.images, validation.labels):
         digest.update(np.ascontiguousarray(array).tobytes())
-    record = {"source": train.source, "fingerprint": digest.hexdigest()[:16], "examples": len(train.labels)}
-    if os.path.exists(paths.data):
-        saved = _read_json(paths.data)
-        if saved.get("fingerprint") != record["fingerprint"]:
-            raise UserError(
-                f"{paths.workdir} was trained on other data ({saved.get('source')}, fingerprint "
-                f"{saved.get('fingerprint')}), not {record['source']} ({record['fingerprint']}); "
-                "use another --workdir"
-            )
-    else:
+    return {"source": train.source, "fingerprint": digest.hexdigest()[:16], "examples": len(train.labels)}
+
+
+def check_same_data(paths: Paths, record: dict) -> None:
+    """A UserError unless the run's data.json (if any) has `record`'s fingerprint."""
+    if not os.path.exists(paths.data):
+        return
+    saved = read_json(paths.data)
+    if saved.get("fingerprint") != record["fingerprint"]:
+        raise UserError(
+            f"{paths.workdir} was trained on other data ({saved.get('source')}, fingerprint "
+            f"{saved.get('fingerprint')}), not {record['source']} ({record['fingerprint']}); "
+            "use another --workdir"
+        )
+
+
+def _check_data(paths: Paths, train, validation) -> None:
+    """Records the training data's fingerprint; a rerun must train on the same data."""
+    record = data_record(train, validation)
+    check_same_data(paths, record)
+    if not os.path.exists(paths.data):
         write_atomic(paths.data, json.dumps(record) + "\n")
 
 

@@ -395,8 +395,7 @@ def load_image(args, model) -> tuple[np.ndarray, int | None, str]:
         raise UserError(f"--index {args.index} out of range 0..{len(arrays.labels) - 1}")
     pick = slice(args.index, args.index + 1)
     one = data.Arrays(arrays.images[pick], arrays.labels[pick], arrays.source, arrays.num_classes)
-    images, _ = next(iter(data.make_dataset(one, 1, model.image_size)))  # scaled, resized as in training
-    image = images[0].numpy()  # (S, S, C) in [0, 1]
+    image = data.model_images(one, 1, model.image_size)[0]  # (S, S, C) in [0, 1], as in training
     return image, int(arrays.labels[args.index]), f"{args.dataset} {args.split} #{args.index}"
 
 
