@@ -65,6 +65,10 @@ def main(argv=None) -> int:
     config = parse_assignments(get_preset(args.preset), args.set)
     config.validate()
     train, validation = load_data(config, args.data_dir)  # training.fit's data and split
+    if train.images.shape[1] != config.image_size:  # numpy augmentation: no resizing here
+        raise UserError(
+            f"image_size {config.image_size}: this trainer needs the data's {train.images.shape[1]}"
+        )
     if args.deadline - args.reserve <= time.time():
         raise UserError(f"--deadline {args.deadline:.0f} minus --reserve {args.reserve:g} s has passed")
     keras.utils.set_random_seed(config.seed)

@@ -11,6 +11,7 @@ Usage: python experiments/served_accuracy.py SAVED_MODEL_VERSION_DIR DATA_DIR
 import gzip
 import os
 import sys
+import zlib
 
 import numpy as np
 
@@ -24,7 +25,7 @@ def idx(path, ndim):
     try:
         with (gzip.open if path.endswith(".gz") else open)(path, "rb") as f:
             data = f.read()
-    except (OSError, EOFError) as e:
+    except (OSError, EOFError, zlib.error) as e:
         raise UserError(f"{path}: cannot be read ({type(e).__name__})") from None
     if len(data) < 4 + 4 * ndim or data[:3] != b"\0\0\x08" or data[3] != ndim:
         raise UserError(f"{path}: not an IDX file of unsigned bytes with {ndim} dimension(s)")

@@ -243,9 +243,18 @@ class CommandErrorsTest(GlomTestCase):
         # The same finished run asked for its own epochs: nothing to do, nothing touched.
         self.assertEqual(fit(done).returncode, 0)
         self.assertEqual(sorted(os.listdir(done)), before[done])
-        one_line_error(
-            self, call_main(main, "--preset", "tiny", "--workdir", ""), needle="--workdir is empty"
+        empty = call_main(main, "--preset", "tiny", "--workdir", "", "--data-dir", "/no/data")
+        one_line_error(self, empty, needle="--workdir is empty")
+        # A finished run whose model was moved away (no checkpoint either): nothing to continue,
+        # and its metrics are not replaced by a new run's.
+        moved = folder("moved", {"config.json": config, "metrics.json": finished})
+        one_line_error(self, fit(moved), needle="model and checkpoint are gone")
+        self.assertEqual(open(os.path.join(moved, "metrics.json")).read(), finished)
+        # A 0-epoch run (its model is its start) continues: the refusal is past, the data is next.
+        start = folder(
+            "start", {"config.json": config, "model.keras": "start", "metrics.json": '{"epochs": 0}'}
         )
+        one_line_error(self, fit(start), needle="/no/data")
 
     def test_checkpointer_stops_on_an_exploding_loss(self):
         from training.callbacks import Checkpointer
@@ -744,6 +753,11 @@ class BadDataTest(GlomTestCase):
         with open(images, "wb") as f:
             f.write(raw[: len(raw) // 2])  # truncated gzip
         one_line_error(self, self.fit("--data-dir", self.bad_dir), needle="train-images-idx3-ubyte.gz")
+        garbled = bytearray(raw)
+        garbled[100:200] = b"\xff" * 100  # a whole gzip header, corrupt compressed data (zlib.error)
+        with open(images, "wb") as f:
+            f.write(bytes(garbled))
+        one_line_error(self, self.fit("--data-dir", self.bad_dir), needle="corrupt or truncated gzip")
         with open(images, "wb") as f:
             f.write(gzip.compress(b"\x00\x00\x08\x01" + b"\x00" * 100))  # a labels magic in the images file
         one_line_error(self, self.fit("--data-dir", self.bad_dir), needle="wrong IDX magic")

@@ -15,6 +15,7 @@ import os
 import socket
 import struct
 import sys
+import zlib
 
 import numpy as np
 
@@ -69,7 +70,7 @@ def _read_maybe_gzip(path: str) -> bytes:
     if raw[:2] == b"\x1f\x8b":
         try:
             return gzip.decompress(raw)
-        except (OSError, EOFError, ValueError) as e:
+        except (OSError, EOFError, ValueError, zlib.error) as e:
             raise DataError(f"{path}: corrupt or truncated gzip data ({e})") from None
     return raw
 

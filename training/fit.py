@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from glom_tf.cli import EXIT_DIVERGED, ArgumentParser, UserError, parse_assignments, run
+from glom_tf.cli import EXIT_DIVERGED, ArgumentParser, parse_assignments, run
 from glom_tf.presets import presets
 from training.train import STRATEGIES
 
@@ -52,9 +52,7 @@ def main(argv=None) -> int:
     config = resolve_config(args)
     from training.train import Diverged, fit
 
-    if args.workdir is not None and not args.workdir.strip():
-        raise UserError("--workdir is empty; name a directory (default runs/<preset>)")
-    workdir = args.workdir or f"runs/{args.preset}"
+    workdir = f"runs/{args.preset}" if args.workdir is None else args.workdir
     try:
         metrics = fit(
             config,

@@ -119,11 +119,18 @@ def _check_workdir(paths: Paths, config: Config) -> dict | None:
         metrics = read_json(paths.metrics)
         if metrics.get("epochs") == config.epochs:
             return metrics
-    if os.path.exists(paths.model) and not os.path.exists(paths.last):
-        raise UserError(
-            f"{paths.model} has no checkpoint to continue from (checkpoints/last.keras); training "
-            "would replace it: use another --workdir"
-        )
+    if not os.path.exists(paths.last):
+        trained = read_json(paths.metrics).get("epochs") if os.path.exists(paths.metrics) else None
+        if os.path.exists(paths.model) and trained != 0:  # a 0-epoch model is its start, made again
+            raise UserError(
+                f"{paths.model} has no checkpoint to continue from (checkpoints/last.keras); training "
+                "would replace it: use another --workdir"
+            )
+        if not os.path.exists(paths.model) and trained:
+            raise UserError(
+                f"{paths.workdir} holds a finished run of {trained} epochs whose model and checkpoint "
+                "are gone (moved?); nothing to continue: use another --workdir"
+            )
     return None
 
 
@@ -190,6 +197,8 @@ def fit(
     `deterministic` also turns on TensorFlow op determinism, which makes Keras drop XLA.
     """
     config.validate()
+    if not workdir.strip():
+        raise UserError("--workdir is empty; name a directory")
     if config.validation_size == 0:
         raise UserError("validation_size must be > 0 for training")
     paths = Paths(workdir)
