@@ -115,18 +115,17 @@ def _check_workdir(paths: Paths, config: Config) -> dict | None:
             f"{paths.workdir} holds a run of {saved['epochs']} epochs; --epochs {config.epochs} is fewer "
             "(use another --workdir)"
         )
-    if os.path.exists(paths.metrics) and os.path.exists(paths.model):
-        metrics = read_json(paths.metrics)
-        if metrics.get("epochs") == config.epochs:
-            return metrics
+    metrics = read_json(paths.metrics) if os.path.exists(paths.metrics) else {}
+    trained, has_model = metrics.get("epochs"), os.path.exists(paths.model)
+    if has_model and trained == config.epochs:
+        return metrics
     if not os.path.exists(paths.last):
-        trained = read_json(paths.metrics).get("epochs") if os.path.exists(paths.metrics) else None
-        if os.path.exists(paths.model) and trained != 0:  # a 0-epoch model is its start, made again
+        if has_model and trained != 0:  # a 0-epoch model is its start, made again
             raise UserError(
                 f"{paths.model} has no checkpoint to continue from (checkpoints/last.keras); training "
                 "would replace it: use another --workdir"
             )
-        if not os.path.exists(paths.model) and trained:
+        if not has_model and trained:
             raise UserError(
                 f"{paths.workdir} holds a finished run of {trained} epochs whose model and checkpoint "
                 "are gone (moved?); nothing to continue: use another --workdir"
