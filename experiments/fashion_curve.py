@@ -15,6 +15,10 @@ images an epoch). It prints one JSON line and draws the curve:
   the epochs it needs for 92%);
 - the saturating curve accuracy = A - B * epochs^(-c) through all three: its ceiling A and its
   accuracy at the same budgets.
+
+It also reads the same recipe with GELU networks (`--set activation=gelu`: the config differs in
+that field alone, checked) at the budgets measured, and prints the gain over the tanh recipe
+where both were trained for the same epochs.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # one config but the time budget (checked in main): a GPU summary (.json) or a training.fit workdir's files
 RUNS = ("gpu_logs/stage2/fashion64_lr0.005.json", "gpu_logs/stage1/fashion64.json", "cpu_logs/fashion64_e2")
+GELU_RUNS = ("cpu_logs/fashion64_gelu_e2",)  # the same recipe with activation=gelu
 CPU_EPOCH_SOURCE = "resumable/mnist_s3/metrics.json"
 TARGET = 0.92
 CPU_HOURS = 8.0
@@ -110,6 +115,11 @@ def main() -> int:
     fixed = [budget_free(config) for config, _, _ in runs]
     if any(f != fixed[0] for f in fixed):
         raise RuntimeError("the committed runs' configs differ in more than their budget")
+    gelu = sorted(
+        (load_run(os.path.join(ROOT, "experiments", name)) for name in GELU_RUNS), key=lambda r: r[1]
+    )
+    if any({**budget_free(config), "activation": "tanh"} != fixed[0] for config, _, _ in gelu):
+        raise RuntimeError("the GELU runs' configs differ from the tanh runs' in more than activation")
     order = sorted(range(len(runs)), key=lambda i: runs[i][1])
     names = [RUNS[i] for i in order]
     epochs = [runs[i][1] for i in order]
@@ -140,6 +150,12 @@ def main() -> int:
         },
         "line_epochs_for_92": round(need, 1),
         "line_cpu_hours_for_92": round(need * cpu_epoch_s / 3600.0, 1),
+        "gelu": [
+            {"epochs": e, "heldout_mean": y, "gain_over_tanh": round(y - dict(zip(epochs, accuracy))[e], 4)}
+            if e in epochs
+            else {"epochs": e, "heldout_mean": y}
+            for _, e, y in gelu
+        ],
     }
     print(json.dumps(result))
     if args.out:
@@ -165,6 +181,8 @@ def main() -> int:
             mine = [(e, y) for n, e, y in zip(names, epochs, accuracy) if n.startswith(where)]
             label = f"fashion64 ({where.upper()}), held-out"
             ax.plot([e for e, _ in mine], [100 * y for _, y in mine], marker, color="C0", label=label)
+        label = "fashion64 with GELU networks (CPU), held-out"
+        ax.plot([e for _, e, _ in gelu], [100 * y for _, _, y in gelu], "^", color="C4", label=label)
         for color, (name, v) in zip(("C1", "C2"), budgets.items()):
             label = f"line at {name}: {v:.0f} epochs"
             ax.plot([v], [100 * (a + b * math.log2(v))], "s", color=color, label=label)

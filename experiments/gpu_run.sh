@@ -14,10 +14,11 @@
 # Stages 4 and 5 (run 2026-12-04 in the second lent session, instead of stage 3, whose changes led
 # nowhere on the CPU; docs/results.md, "Stages 4 and 5"; summaries in experiments/gpu_logs/stage{4,5}):
 #   BUDGET=500 STAGE=4 bash experiments/gpu_run.sh; then BUDGET=265 STAGE=5 bash experiments/gpu_run.sh
-# Stage 6 (prepared 2026-12-04 for a later lent session, not run yet): each column's learned
-# location in the top-down networks (position=top_down, the paper's) against stage 1's runs at
-# the same budget, Fashion at batch 64 (twice stage 1's optimizer steps), and MNIST with the
-# location and the island terms on the residual dynamics:
+# Stage 6 (prepared 2026-12-04, rewritten 2026-12-05 for a later lent session, not run yet): GELU
+# networks (activation=gelu: 2.4 points ahead of tanh after 2 epochs of full Fashion-MNIST on the
+# CPU, docs/results.md) at stage 1's budget, against stage 1's tanh runs; with each column's
+# learned location in the top-down networks (position=top_down); Fashion at batch 64 (twice stage
+# 1's optimizer steps); MNIST with GELU; and MNIST with the location and the island terms:
 #   BUDGET=470 STAGE=6 bash experiments/gpu_run.sh
 set -u
 : "${OUT:?set OUT to the output folder}"
@@ -82,16 +83,15 @@ INIT="--preset mnist --set init_from=pretrained/mnist/model.keras"
 run mnist_ft_ce mnist $INIT --set learning_rate=0.0005
 run mnist_ft_ce2 mnist $INIT --set learning_rate=0.0002
 run mnist_ft_meance mnist $INIT --set learning_rate=0.0005 --set loss=mean_crossentropy ;;
-6)  # each column's location in the top-down networks (position=top_down): stage 1's fashion64
-    # and mnist64 with it; fashion64 with it and flips only (pretrained/fashion_mnist's
-    # augmentation); the same at batch 64, peak 0.003 (twice the optimizer steps); and the
-    # `mnist` preset with the location and the island terms (docs/islands.md, the islands table's
-    # res_isl33_w3_sh1_pos_t03 row): islands on the accuracy model's residual dynamics?
-FASHION="--preset fashion_mnist --set dim=64 --set attention_dim=32 --set position=top_down"
-run fashion64_pos fashion $FASHION --set augment_shift=2
-run fashion64_flip_pos fashion $FASHION
-run fashion64_b64_pos fashion $FASHION --set augment_shift=2 --set batch_size=64 --set learning_rate=0.003
-run mnist64_pos mnist --preset mnist --set position=top_down
+6)  # GELU networks: stage 1's fashion64 and mnist64 with activation=gelu; fashion64 with GELU
+    # and the location in the top-down networks; with GELU at batch 64, peak 0.003 (twice the
+    # optimizer steps); and the `mnist` preset with the location and the island terms
+    # (docs/islands.md, the islands table's res_isl33_w3_sh1_pos_t03 row) from scratch
+FASHION="--preset fashion_mnist --set dim=64 --set attention_dim=32 --set activation=gelu"
+run fashion64_gelu fashion $FASHION --set augment_shift=2
+run fashion64_gelu_pos fashion $FASHION --set augment_shift=2 --set position=top_down
+run fashion64_gelu_b64 fashion $FASHION --set augment_shift=2 --set batch_size=64 --set learning_rate=0.003
+run mnist64_gelu mnist --preset mnist --set activation=gelu
 run mnist64_isl_pos mnist --preset mnist --set position=top_down --set island_weight=3.0 \
   --set island_scales=3,3,0 --set island_sharpness=1.0 --set island_temperature=0.3 ;;
 esac

@@ -24,8 +24,9 @@ class SameLevelAttention(keras.layers.Layer):
     `consensus=False` (the original): the neighbours rescaled by K * weights (so "plain" is
     the original's plain concatenation) go through a LevelMLP: update (G, N, units).
     `consensus=True` (the paper): the update is the weighted average of the neighbours'
-    own vectors, sum_k w_k x_k (G, N, D); no network, so `units`, `dropout` and `output_scale`
-    (the LevelMLP's) are not read (kept in the config so that one constructor serves both).
+    own vectors, sum_k w_k x_k (G, N, D); no network, so `units`, `dropout`, `output_scale`,
+    `activation` and `mlp_ratio` (the LevelMLP's) are not read (kept in the config so that
+    one constructor serves both).
     Returns (update, weights).
     """
 
@@ -39,6 +40,8 @@ class SameLevelAttention(keras.layers.Layer):
         consensus: bool,
         dropout: float,
         output_scale: float,
+        activation: str = "tanh",
+        mlp_ratio: int = 1,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -52,6 +55,8 @@ class SameLevelAttention(keras.layers.Layer):
         self.consensus = consensus
         self.dropout = dropout
         self.output_scale = output_scale
+        self.activation = activation
+        self.mlp_ratio = mlp_ratio
 
     def build(self, input_shape):
         k, d = input_shape[-2], input_shape[-1]
@@ -69,7 +74,10 @@ class SameLevelAttention(keras.layers.Layer):
             )
             self.key.build(tuple(input_shape))
         if not self.consensus:
-            self.mlp = LevelMLP(self.groups, self.units, self.dropout, self.output_scale, name="mlp")
+            self.mlp = LevelMLP(
+                self.groups, self.units, self.dropout, self.output_scale,
+                self.activation, self.mlp_ratio, name="mlp",
+            )  # fmt: skip
             self.mlp.build(tuple(input_shape[:-2]) + (k * d,))
 
     def attention_weights(self, neighbours):
@@ -111,4 +119,6 @@ class SameLevelAttention(keras.layers.Layer):
             "consensus": self.consensus,
             "dropout": self.dropout,
             "output_scale": self.output_scale,
+            "activation": self.activation,
+            "mlp_ratio": self.mlp_ratio,
         }

@@ -50,6 +50,7 @@ ATTENTIONS = ("similarity", "learned", "plain", "none")
 SAME_LEVEL = ("mlp", "consensus")
 UPDATES = ("residual", "average")
 POSITIONS = ("none", "top_down", "input")
+ACTIVATIONS = ("tanh", "gelu")  # the networks' nonlinearity: keras.ops functions of these names
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +68,8 @@ class ModelConfig:
     # The networks.
     embedding: str = "repeat"  # "repeat" (pixel value repeated dim times, the original) or "linear"
     hidden_scale: float = 0.01  # output scale of each network (the original's 0.01 * v)
+    activation: str = "tanh"  # the networks' nonlinearity: "tanh" (the original) or "gelu"
+    mlp_ratio: int = 1  # each network's hidden width in units of dim (1: the original's dim wide)
     dropout: float = 0.1  # before each Dense of each network
     radius: int = 1  # neighbourhood radius: (2r+1)^2 torus neighbours (1 = 3x3)
     # Same-level weights over the neighbours: "similarity" (softmax of dot products), "learned"
@@ -185,6 +188,8 @@ class ModelConfig:
                 "embedding='repeat' needs patch_size=1 and channels=1",
             ),
             (0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)"),
+            (self.activation in ACTIVATIONS, f"activation must be one of {', '.join(ACTIVATIONS)}"),
+            (self.mlp_ratio >= 1, "mlp_ratio must be >= 1"),
             (self.radius >= 1, "radius must be >= 1"),
             (2 * self.radius + 1 <= self.grid, "radius too large: 2 * radius + 1 must be <= the grid size"),
             (self.attention in ATTENTIONS, f"attention must be one of {', '.join(ATTENTIONS)}"),

@@ -81,6 +81,8 @@ class GlomModel(keras.Model):
             self.noise,
             self.normalize,
             self.position == "top_down",
+            self.activation,
+            self.mlp_ratio,
             name="step",
         )
         self.step.build((None, g, g, levels, d))

@@ -62,6 +62,8 @@ class GlomStep(keras.layers.Layer):
         noise: float,
         normalize: bool,
         position: bool = False,
+        activation: str = "tanh",
+        mlp_ratio: int = 1,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -79,6 +81,8 @@ class GlomStep(keras.layers.Layer):
         self.noise = noise
         self.normalize = normalize
         self.position = position  # the top-down networks read each cell's learned location
+        self.activation = activation  # the networks' (LevelMLP's)
+        self.mlp_ratio = mlp_ratio
 
     def build(self, input_shape):
         levels, d, k = input_shape[3], input_shape[4], neighbour_count(self.radius)
@@ -86,11 +90,13 @@ class GlomStep(keras.layers.Layer):
         # N = B*H*W: the networks of one kind then run over their levels as one batched
         # matmul, and every tensor has rank <= 5 (TFLite's limit for several ops).
         self.neighbourhood = Neighbourhood(self.radius, axes=(2, 3), name="neighbourhood")
-        self.bottom_up = LevelMLP(levels - 1, d, self.dropout, self.output_scale, name="bottom_up")
+        mlp = dict(dropout=self.dropout, output_scale=self.output_scale)
+        mlp.update(activation=self.activation, mlp_ratio=self.mlp_ratio)
+        self.bottom_up = LevelMLP(levels - 1, d, **mlp, name="bottom_up")
         self.bottom_up.build((levels - 1, None, k * d))
         self.top_down_mlp = None
         if self.top_down and levels > 2:
-            self.top_down_mlp = LevelMLP(levels - 2, d, self.dropout, self.output_scale, name="top_down")
+            self.top_down_mlp = LevelMLP(levels - 2, d, **mlp, name="top_down")
             self.top_down_mlp.build((levels - 2, None, k * d))
         self.location = None
         if self.position:
@@ -110,6 +116,8 @@ class GlomStep(keras.layers.Layer):
                 self.same_level_mode == "consensus",
                 self.dropout,
                 self.output_scale,
+                self.activation,
+                self.mlp_ratio,
                 name="same_level",
             )
             self.same_level.build((levels - 1, None, k, d))
@@ -205,4 +213,6 @@ class GlomStep(keras.layers.Layer):
             "noise": self.noise,
             "normalize": self.normalize,
             "position": self.position,
+            "activation": self.activation,
+            "mlp_ratio": self.mlp_ratio,
         }

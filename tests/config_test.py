@@ -8,7 +8,16 @@ import numpy as np
 
 import glom_tf
 from glom_tf.cli import UserError, parse_assignments
-from glom_tf.config import ATTENTIONS, POSITIONS, SAME_LEVEL, UPDATES, Config, ConfigError, ModelConfig
+from glom_tf.config import (
+    ACTIVATIONS,
+    ATTENTIONS,
+    POSITIONS,
+    SAME_LEVEL,
+    UPDATES,
+    Config,
+    ConfigError,
+    ModelConfig,
+)
 from glom_tf.model import GlomModel, build_model
 from glom_tf.presets import get_preset, presets
 from tests.test_case import GlomTestCase
@@ -20,6 +29,7 @@ STRING_CHOICES = (
     + SAME_LEVEL
     + UPDATES
     + POSITIONS
+    + ACTIVATIONS
     + ("repeat", "linear", "uniform", "zeros", "learned", "vote", "mean")
 )
 DEFAULTS = {f.name: f.default for f in dataclasses.fields(ModelConfig)}

@@ -162,20 +162,26 @@ class ExportTest(GlomTestCase):
         ops = {op["op_name"] for op in interpreter._get_ops_details()}
         self.assertFalse([op for op in ops if "Flex" in op or op == "CUSTOM"], ops)
 
-    def test_location_exports_to_builtin_tflite_with_the_same_answers(self):
-        # position=top_down and position=input: the learned location converts to builtin ops and
-        # the float TFLite file gives the Keras model's mean-readout answers (numpy reference).
+    def test_options_export_to_builtin_tflite_with_the_same_answers(self):
+        # position=top_down and position=input (the learned location), and GELU networks with a
+        # wider hidden layer, convert to builtin ops, and the float TFLite file gives the Keras
+        # model's mean-readout answers (numpy reference).
         from ai_edge_litert.interpreter import Interpreter
 
         images = artifacts()["images"][:50]
-        for position in ("top_down", "input"):
-            with self.subTest(position=position):
-                config = glom_tf.get_preset("tiny").with_overrides(position=position, steps=3)
+        options = {
+            "top_down": {"position": "top_down"},
+            "input": {"position": "input"},
+            "gelu": {"activation": "gelu", "mlp_ratio": 2},
+        }
+        for name, values in options.items():
+            with self.subTest(options=values):
+                config = glom_tf.get_preset("tiny").with_overrides(steps=3, **values)
                 model = glom_tf.build_model(config)
                 for w in model.weights:
                     if "location" in w.path:  # a location far from its near-zero initial draw
                         w.assign(np.random.default_rng(1).normal(size=w.shape))
-                path = os.path.join(self.get_temp_dir(), f"{position}.tflite")
+                path = os.path.join(self.get_temp_dir(), f"{name}.tflite")
                 with open(path, "wb") as f:
                     f.write(convert(model, "none"))
                 ops = {op["op_name"] for op in Interpreter(model_path=path)._get_ops_details()}

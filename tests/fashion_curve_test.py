@@ -73,6 +73,21 @@ class FashionCurveTest(unittest.TestCase):
                 p["saturating"], sat["ceiling"] - sat["b"] * p["epochs"] ** -sat["c"], places=3
             )
         self.assertAlmostEqual(result["line_epochs_for_92"], e3 * 2 ** ((0.92 - y3) / gains[1]), delta=0.1)
+        # the GELU recipe at 2 epochs, and its gain over the tanh recipe's 2 epochs
+        with open(os.path.join(logs, "cpu_logs", "fashion64_gelu_e2", "metrics.json")) as f:
+            gelu = json.load(f)
+        with open(os.path.join(logs, "cpu_logs", "fashion64_gelu_e2", "config.json")) as f:
+            self.assertEqual(json.load(f)["activation"], "gelu")
+        self.assertEqual(
+            result["gelu"],
+            [
+                {
+                    "epochs": float(gelu["epochs"]),
+                    "heldout_mean": gelu["accuracy_mean"],
+                    "gain_over_tanh": round(gelu["accuracy_mean"] - cpu["accuracy_mean"], 4),
+                }
+            ],
+        )
 
     def test_configs_are_compared_without_their_budget(self):
         curve = load_script()
