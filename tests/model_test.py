@@ -163,6 +163,24 @@ class GlomModelTest(GlomTestCase):
         model.step.same_level.query.kernel.assign(model.step.same_level.query.kernel * -2.0)
         self.assertNotAllClose(before, model(x))
 
+    def test_activation_and_mlp_ratio_reach_every_network(self):
+        # tiny: 3 levels x 8 dims, 3x3 neighbourhoods (72 inputs), learned attention with the
+        # same-level networks: 2 bottom-up, 1 top-down and 2 same-level networks.
+        def network(ratio):  # parameters of one network, hidden width 8 * ratio
+            h = 8 * ratio
+            out = h * 8 + 8 if ratio > 1 else 0  # the Dense back to dim
+            return 72 * h + h + 2 * (h * h + h) + out
+
+        base = glom_tf.build_model(tiny(steps=3))
+        wide = glom_tf.build_model(tiny(steps=3, mlp_ratio=2))
+        self.assertEqual(wide.count_params() - base.count_params(), 5 * (network(2) - network(1)))
+        x, _ = mnist_digits(4)
+        gelu = glom_tf.build_model(tiny(steps=3, activation="gelu"))
+        gelu.set_weights(base.get_weights())  # the same weights: only the nonlinearity differs
+        self.assertNotAllClose(base(x), gelu(x))
+        layers = (gelu.step.bottom_up, gelu.step.top_down_mlp, gelu.step.same_level.mlp)
+        self.assertEqual([layer.activation for layer in layers], ["gelu"] * 3)
+
     def test_overfits_32_real_digits(self):
         config = tiny(steps=3, learning_rate=0.01)
         model = compile_model(glom_tf.build_model(config), config)
