@@ -51,6 +51,9 @@ SAME_LEVEL = ("mlp", "consensus")
 UPDATES = ("residual", "average")
 POSITIONS = ("none", "top_down", "input")
 ACTIVATIONS = ("tanh", "gelu")  # the networks' nonlinearity: keras.ops functions of these names
+# The fields that change only how a trained model answers, not its weights or its training:
+# `python -m training.reconfigure` may change these in a saved model.
+INFERENCE_FIELDS = ("readout", "tta_flip")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,6 +102,10 @@ class ModelConfig:
     normalize: bool = False  # networks read RMS-normalised level vectors (not in the original)
     head: bool = False  # Dense(dim -> classes) on the top level; False reads the top level itself
     readout: str = "vote"  # "vote" (majority of per-cell argmax) or "mean" (mean of cell scores)
+    # Test-time augmentation: at inference each cell's scores are averaged with those its mirror
+    # cell gets from the left-right mirrored image, so the answer is mirror-invariant. For data
+    # whose labels a mirror keeps (garments, not digits); twice the inference cost; no weights.
+    tta_flip: bool = False
     # The island objective (glom_tf/objectives.py), added to the loss when island_weight > 0.
     island_weight: float = 0.0
     island_temperature: float = 0.1

@@ -195,9 +195,10 @@ class GlomModel(keras.Model):
         return out
 
     def call(self, images, training=False):
-        if not (self.island_weight or self.decoder is not None):
-            return self.unroll(images, training=training, record=False)["scores"]
         out = self.unroll(images, training=training, record=False)
+        scores = out["scores"]  # (B, h, w, C)
+        if not training and self.tta_flip:
+            scores = (scores + self.mirrored_scores(images)) / 2
         if self.island_weight:  # in training and evaluation (a figure of the islands)
             scales = self.spec.resolved_island_scales
             mask = self.object_mask(images)  # (B, h, w)
@@ -211,7 +212,14 @@ class GlomModel(keras.Model):
             columns = ops.reshape(out["state"], (b, g, g, self.levels * self.dim))  # (B, h, w, L*D)
             term = objectives.denoise_loss(self.decoder(columns), out["patches"], out["masked"])
             self.add_loss(self.denoise_weight * term)
-        return out["scores"]
+        return scores
+
+    def mirrored_scores(self, images):
+        """`tta_flip`: the per-cell scores of the left-right mirrored image, mirrored back:
+        (B, H, W[, C]) -> (B, h, w, C). A patch grid mirrors exactly (patch_size divides
+        image_size), so each cell gets the scores of its own pixels, seen mirrored."""
+        mirrored = self.unroll(ops.flip(images, axis=2), record=False)["scores"]  # W: axis 2
+        return ops.flip(mirrored, axis=2)  # (B, h, w, C): cells back in place
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """The compiled loss plus the objectives' terms, each logged as its own metric."""

@@ -163,9 +163,9 @@ class ExportTest(GlomTestCase):
         self.assertFalse([op for op in ops if "Flex" in op or op == "CUSTOM"], ops)
 
     def test_options_export_to_builtin_tflite_with_the_same_answers(self):
-        # position=top_down and position=input (the learned location), and GELU networks with a
-        # wider hidden layer, convert to builtin ops, and the float TFLite file gives the Keras
-        # model's mean-readout answers (numpy reference).
+        # position=top_down and position=input (the learned location), GELU networks with a
+        # wider hidden layer, and the mirror average (tta_flip) convert to builtin ops, and the
+        # float TFLite file gives the Keras model's mean-readout answers (numpy reference).
         from ai_edge_litert.interpreter import Interpreter
 
         images = artifacts()["images"][:50]
@@ -173,6 +173,7 @@ class ExportTest(GlomTestCase):
             "top_down": {"position": "top_down"},
             "input": {"position": "input"},
             "gelu": {"activation": "gelu", "mlp_ratio": 2},
+            "tta_flip": {"tta_flip": True},
         }
         for name, values in options.items():
             with self.subTest(options=values):

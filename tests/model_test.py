@@ -181,6 +181,25 @@ class GlomModelTest(GlomTestCase):
         layers = (gelu.step.bottom_up, gelu.step.top_down_mlp, gelu.step.same_level.mlp)
         self.assertEqual([layer.activation for layer in layers], ["gelu"] * 3)
 
+    def test_tta_flip_averages_with_the_mirror_images_scores_at_inference_only(self):
+        # tiny: 7x7 patches, a 4x4 grid. Deterministic training calls (no dropout, noise or
+        # random initial state), so training can be compared too.
+        options = dict(steps=3, dropout=0.0, noise=0.0, init_state="zeros")
+        base = glom_tf.build_model(tiny(**options))
+        tta = glom_tf.build_model(tiny(tta_flip=True, **options))
+        self.assertEqual(tta.count_params(), base.count_params())  # no weights of its own
+        tta.set_weights(base.get_weights())
+        x, _ = mnist_digits(4)  # (4, 28, 28, 1)
+        mirror = x[:, :, ::-1]  # each image mirrored left-right
+        plain = np.asarray(base(x))  # (4, 4, 4, 10)
+        expected = (plain + np.asarray(base(mirror))[:, :, ::-1]) / 2  # the mirror's cells put back
+        self.assertNotAllClose(plain, expected)  # the digits are not mirror-symmetric
+        self.assertAllClose(tta(x), expected, atol=1e-5)
+        # The answer is mirror-invariant: a mirrored image gets the mirrored scores.
+        self.assertAllClose(tta(mirror), np.asarray(tta(x))[:, :, ::-1], atol=1e-5)
+        # Training reads the image once, as without the option.
+        self.assertAllClose(tta(x, training=True), base(x, training=True), atol=1e-6)
+
     def test_overfits_32_real_digits(self):
         config = tiny(steps=3, learning_rate=0.01)
         model = compile_model(glom_tf.build_model(config), config)
