@@ -118,8 +118,10 @@ def _parse(key: str, text: str, current: Any) -> Any:
             return tuple(int(p) for p in text.replace(",", " ").split())
         return text
     except ValueError:
-        kind = type(current).__name__
-        raise ConfigError(f"{key} expects a finite {kind}, got {text!r}") from None
+        kind = {bool: "true or false", int: "an integer", float: "a finite number"}.get(
+            type(current), "a list of integers"
+        )
+        raise ConfigError(f"{key} expects {kind}, got {text!r}") from None
 
 
 def _umask_mode() -> int:

@@ -105,7 +105,8 @@ class ModelConfig:
     # Test-time augmentation: at inference each cell's scores are averaged with those its mirror
     # cell gets from the left-right mirrored image, so the answer is mirror-invariant. For data
     # whose labels a mirror keeps (garments, not digits); twice the inference cost; no weights.
-    # The states (`unroll`: pictures, island figures) are the image's own pass.
+    # The per-step figures (`unroll`: states, pictures, island figures, settling curves and
+    # their answers) are the image's own pass; the model's answer (`call`) is the average.
     tta_flip: bool = False
     # The island objective (glom_tf/objectives.py), added to the loss when island_weight > 0.
     island_weight: float = 0.0

@@ -167,9 +167,10 @@ class ConfigTest(GlomTestCase):
     def test_bad_values_are_one_line_errors(self):
         cases = {
             "nope=1": "unknown config key: nope",
-            "dim=abc": "dim expects a finite int",
-            "hidden_scale=nan": "hidden_scale expects a finite float",
-            "remat=maybe": "remat expects a finite bool",
+            "dim=abc": "dim expects an integer, got 'abc'",
+            "hidden_scale=nan": "hidden_scale expects a finite number, got 'nan'",
+            "remat=maybe": "remat expects true or false, got 'maybe'",
+            "skip_periods=a,b": "skip_periods expects a list of integers, got 'a,b'",
             "epochs=-1": "epochs must be >= 0",
             "patch_size=5": "must divide image_size",
             "patch_size=0": "patch_size must be >= 1",  # a one-line error, not ZeroDivisionError

@@ -195,6 +195,7 @@ class GlomModelTest(GlomTestCase):
         expected = (plain + np.asarray(base(mirror))[:, :, ::-1]) / 2  # the mirror's cells put back
         self.assertNotAllClose(plain, expected)  # the digits are not mirror-symmetric
         self.assertAllClose(tta(x), expected, atol=1e-5)
+        self.assertAllClose(tta(x[..., 0]), expected, atol=1e-5)  # (B, H, W) images alike
         # The answer is mirror-invariant: a mirrored image gets the mirrored scores.
         self.assertAllClose(tta(mirror), np.asarray(tta(x))[:, :, ::-1], atol=1e-5)
         # Training reads the image once, as without the option.

@@ -44,12 +44,14 @@ class ReconfigureTest(GlomTestCase):
         for argv, needle in (
             (("--set", "dim=16", "--out", out + ".new.keras"), "not an inference-only field"),
             (("--set", "activation=gelu", "--out", out + ".new.keras"), "not an inference-only field"),
-            (("--set", "nonsense=1", "--out", out + ".new.keras"), "unknown config key"),
-            (("--set", "tta_flip=maybe", "--out", out + ".new.keras"), "tta_flip"),
+            (("--set", "epochs=3", "--out", out + ".new.keras"), "not an inference-only field"),
+            (("--set", "nonsense=1", "--out", out + ".new.keras"), "not an inference-only field"),
+            (("--set", "tta_flip=maybe", "--out", out + ".new.keras"), "tta_flip expects true or false"),
+            (("--set", "readout=mean", "--out", out + ".new.keras"), "nothing to change"),
             (("--out", out + ".new.keras"), "nothing to change"),
             (("--set", "tta_flip=true", "--out", out), "exists"),
             (("--set", "tta_flip=true", "--out", path, "--overwrite"), "source model"),
-            (("--set", "tta_flip=true", "--out", out + ".h5"), ".keras"),
+            (("--set", "tta_flip=true", "--out", out + ".h5"), "name a .keras file"),
         ):
             with self.subTest(argv=argv):
                 one_line_error(self, call_main(main, "--model", path, *argv), needle=needle)

@@ -9,6 +9,8 @@ weights mean). Prints the changed fields; M is never written.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from glom_tf.cli import (
     ArgumentParser,
     UserError,
@@ -18,6 +20,9 @@ from glom_tf.cli import (
     run,
     save_model_atomic,
 )
+
+if TYPE_CHECKING:
+    from glom_tf.model import GlomModel
 
 
 def parse_args(argv=None):
@@ -29,19 +34,23 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def reconfigure(model, assignments: list[str]):
+def reconfigure(model: GlomModel, assignments: list[str]) -> tuple[GlomModel, list[str]]:
     """A GlomModel with `model`'s weights and the assignments (`key=value`) applied, and the
-    names of the fields that changed; a UserError for a field outside INFERENCE_FIELDS."""
+    names of the fields that changed; a UserError for a field outside INFERENCE_FIELDS, a bad
+    value, or assignments that change nothing."""
     from glom_tf.config import INFERENCE_FIELDS
     from glom_tf.model import build_model
 
-    spec = parse_assignments(model.spec, assignments)  # unknown keys and bad values: ConfigError
-    changed = [k for k in spec.field_names() if getattr(spec, k) != getattr(model.spec, k)]
-    weighty = [k for k in changed if k not in INFERENCE_FIELDS]
-    if weighty:
+    keys = [item.partition("=")[0].strip().replace("-", "_") for item in assignments]
+    other = [k for k in keys if k not in INFERENCE_FIELDS]
+    if other:
         raise UserError(
-            f"--set {', '.join(weighty)}: not an inference-only field ({', '.join(INFERENCE_FIELDS)})"
+            f"--set {', '.join(other)}: not an inference-only field ({', '.join(INFERENCE_FIELDS)})"
         )
+    spec = parse_assignments(model.spec, assignments)  # a bad value: ConfigError
+    changed = [k for k in spec.field_names() if getattr(spec, k) != getattr(model.spec, k)]
+    if not changed:
+        raise UserError(f"nothing to change: the model already has {', '.join(assignments)}")
     new = build_model(spec)
     new.set_weights(model.get_weights())  # the same weights: inference fields add none
     return new, changed
@@ -56,8 +65,7 @@ def main(argv=None) -> int:
     check_out_file(args.out, args.overwrite, ".keras", source=args.model)
     model, changed = reconfigure(load_glom_model(args.model), args.set)
     save_model_atomic(model, args.out)
-    summary = ", ".join(f"{k}={getattr(model.spec, k)}" for k in changed) or "nothing changed"
-    print(f"wrote {args.out}: {summary}")
+    print(f"wrote {args.out}: " + ", ".join(f"{k}={getattr(model.spec, k)}" for k in changed))
     return 0
 
 
