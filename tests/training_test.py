@@ -399,6 +399,41 @@ class FitEndToEndTest(GlomTestCase):
             figures["per_class_accuracy"]["1"], np.mean(mean_class[digit] == 1), delta=1 / digit.sum()
         )
 
+        # --split validation: the images the run held out, chosen here as the split is
+        # documented (the first validation_size of a seed-`seed` permutation of the training
+        # split), answers in numpy.
+        train_images, train_labels = load_idx(mnist_dir(), "train")
+        held = np.random.default_rng(config["seed"]).permutation(len(train_labels))[
+            : config["validation_size"]
+        ]
+        val = call_main(
+            evaluate_main, "--model", model_path, "--split", "validation", "--data-dir", mnist_dir()
+        )
+        self.assertEqual(val.returncode, 0, val.stderr)
+        val_figures = json.loads(val.stdout)
+        self.assertEqual((val_figures["split"], val_figures["dataset"]), ("validation", "mnist"))
+        self.assertEqual(val_figures["images"], len(held))
+        scores = np.asarray(model(train_images[held].astype("float32") / 255.0, training=False))
+        held_accuracy = np.mean(scores.mean((1, 2)).argmax(-1) == train_labels[held])
+        self.assertAlmostEqual(val_figures["accuracy_mean"], held_accuracy, delta=1 / len(held))
+        self.assertAlmostEqual(val_figures["accuracy_mean"], metrics["accuracy_mean"], delta=1 / len(held))
+        # Refused: --config without --split validation; a run config that is absent; a run whose
+        # data fingerprint is not the data read (its held-out images would be others).
+        other_run = os.path.join(self.get_temp_dir(), "other_run")
+        os.makedirs(other_run, exist_ok=True)
+        shutil.copy(os.path.join(workdir, "config.json"), other_run)
+        with open(os.path.join(other_run, "data.json"), "w") as f:
+            json.dump({"source": "elsewhere", "fingerprint": "0123456789abcdef"}, f)
+        for argv, needle in (
+            (("--split", "test", "--config", os.path.join(other_run, "config.json")), "--config names"),
+            (("--split", "validation", "--config", os.path.join(other_run, "none.json")), "no run config"),
+            (("--split", "validation", "--config", os.path.join(other_run, "config.json")), "not the data"),
+            (("--split", "validation", "--dataset", "fashion_mnist"), "a run on mnist"),
+        ):
+            with self.subTest(argv=argv):
+                run = call_main(evaluate_main, "--model", model_path, "--data-dir", mnist_dir(), *argv)
+                one_line_error(self, run, needle=needle)
+
         # A finished run, run again, says so and does not retrain.
         again = cli("training.fit", *TINY, "--epochs", "2", "--data-dir", mnist_dir(), "--workdir", workdir)
         self.assertEqual(again.returncode, 0, again.stderr[-2000:])

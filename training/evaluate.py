@@ -1,5 +1,9 @@
 """Evaluate a trained model: `python -m training.evaluate --model M.keras --dataset mnist --split test`.
 
+`--split validation` reads the images the model's run held out of the training split (for
+choosing between models without the test split): the run's config.json (beside the model, or
+`--config`) names the dataset, the number held out and the seed of the split.
+
 Prints JSON on stdout: accuracy for both readouts, per-class accuracy, the confusion matrix,
 mean agreement, number of images and seconds, and the islands curves; a summary goes to
 stderr. Writes a file only with `--out FILE` (an existing file only with --overwrite).
@@ -8,6 +12,7 @@ stderr. Writes a file only with `--out FILE` (an existing file only with --overw
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 from glom_tf.cli import (
@@ -25,8 +30,9 @@ ISLAND_IMAGES = 100  # images for the per-step island and agreement curves
 def parse_args(argv=None):
     p = ArgumentParser(prog="python -m training.evaluate", description=__doc__.splitlines()[0])
     p.add_argument("--model", required=True, help="a .keras file written by training.fit")
-    p.add_argument("--dataset", default="mnist")
-    p.add_argument("--split", default="test", choices=["train", "test"])
+    p.add_argument("--dataset", help="mnist (the default), fashion_mnist, ...; --split validation: the run's")
+    p.add_argument("--split", default="test", choices=["train", "test", "validation"])
+    p.add_argument("--config", help="--split validation: the run's config.json (default: beside --model)")
     p.add_argument("--data-dir", help="directory holding the four IDX files")
     p.add_argument("--limit", type=int, default=0, help="evaluate the first N images only (0: all)")
     p.add_argument("--batch-size", type=int, default=250)
@@ -41,18 +47,64 @@ def check_args(args) -> None:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.limit < 0:
         raise UserError(f"--limit must be >= 0 (0: every image), got {args.limit}")
+    if args.config and args.split != "validation":
+        raise UserError("--config names the run whose held-out images --split validation reads")
     if args.out:
         check_out_file(args.out, args.overwrite, ".json", source=args.model)
 
 
-def evaluate(model_path: str, dataset: str, split: str, data_dir=None, limit: int = 0, batch_size: int = 250):
-    """Readout figures of the model at `model_path` on a dataset split."""
+def held_out(model_path: str, dataset: str | None, data_dir=None, config_path: str | None = None):
+    """(Arrays, dataset): the images `model_path`'s run held out. Its config.json names the
+    dataset, how many images were held out and the split's seed; its data.json (if any) must
+    match the data read."""
+    from glom_tf.config import Config
+    from training.train import data_record, load_data, read_json
+
+    config_path = config_path or os.path.join(os.path.dirname(model_path), "config.json")
+    if not os.path.isfile(config_path):
+        raise UserError(f"--split validation: no run config {config_path} (name it with --config)")
+    config = Config.from_dict(read_json(config_path))
+    if dataset and config.dataset != dataset:
+        raise UserError(
+            f"--split validation: {config_path} is a run on {config.dataset}, not --dataset {dataset}"
+        )
+    if not config.validation_size:
+        raise UserError(f"--split validation: {config_path}'s run held out no images (validation_size 0)")
+    train, validation = load_data(config, data_dir)
+    record = os.path.join(os.path.dirname(config_path), "data.json")  # the run's data fingerprint
+    if (
+        os.path.isfile(record)
+        and read_json(record).get("fingerprint") != data_record(train, validation)["fingerprint"]
+    ):
+        raise UserError(
+            f"--split validation: {validation.source} is not the data the run trained on ({record}); "
+            "its held-out images would be others"
+        )
+    return validation, config.dataset
+
+
+def evaluate(
+    model_path: str,
+    dataset: str | None,
+    split: str,
+    data_dir=None,
+    limit: int = 0,
+    batch_size: int = 250,
+    config_path: str | None = None,
+):
+    """Readout figures of the model at `model_path` on a dataset split (train, test, or the
+    validation images its run held out, per `config_path` or the config.json beside it).
+    `dataset` None: mnist, or for the validation split the run's."""
     if batch_size < 1 or limit < 0:
         raise UserError(f"batch_size must be >= 1 and limit >= 0, got {batch_size} and {limit}")
     model = load_glom_model(model_path)  # a missing or foreign file fails before the data is read
     from training import data
 
-    arrays = data.load_arrays(dataset, split, data_dir)
+    if split == "validation":
+        arrays, dataset = held_out(model_path, dataset, data_dir, config_path)
+    else:
+        dataset = dataset or "mnist"
+        arrays = data.load_arrays(dataset, split, data_dir)
     data.check_fits(arrays, model, dataset)
     if limit:
         arrays = data.Arrays(arrays.images[:limit], arrays.labels[:limit], arrays.source, arrays.num_classes)
@@ -72,7 +124,9 @@ def evaluate(model_path: str, dataset: str, split: str, data_dir=None, limit: in
 def main(argv=None) -> int:
     args = parse_args(argv)
     check_args(args)
-    figures = evaluate(args.model, args.dataset, args.split, args.data_dir, args.limit, args.batch_size)
+    figures = evaluate(
+        args.model, args.dataset, args.split, args.data_dir, args.limit, args.batch_size, args.config
+    )
     text = json.dumps(figures, indent=2) + "\n"
     if args.out:
         write_atomic(args.out, text)
