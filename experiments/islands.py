@@ -40,7 +40,7 @@ def main() -> int:
     from glom_tf.cli import ArgumentParser, UserError, load_glom_model
     from glom_tf.config import Config
     from training import data
-    from training.train import Paths, check_same_data, data_record, load_data, read_json
+    from training.train import Paths, held_out, read_json
 
     p = ArgumentParser(prog="python experiments/islands.py", description=__doc__.splitlines()[0])
     p.add_argument("--workdir")
@@ -71,8 +71,7 @@ def main() -> int:
         arrays = data.load_arrays(dataset, "test", args.data_dir)
         data.check_fits(arrays, model, dataset)
     else:
-        train, arrays = load_data(config, args.data_dir)
-        check_same_data(paths, data_record(train, arrays))  # the run's own held-out images
+        _, arrays = held_out(args.workdir, args.data_dir)  # the run's own held-out images
     rounded = final_island_figures(model, data.model_images(arrays, args.images, model.image_size))
     print(
         json.dumps(

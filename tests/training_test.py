@@ -417,17 +417,17 @@ class FitEndToEndTest(GlomTestCase):
         held_accuracy = np.mean(scores.mean((1, 2)).argmax(-1) == train_labels[held])
         self.assertAlmostEqual(val_figures["accuracy_mean"], held_accuracy, delta=1 / len(held))
         self.assertAlmostEqual(val_figures["accuracy_mean"], metrics["accuracy_mean"], delta=1 / len(held))
-        # Refused: --config without --split validation; a run config that is absent; a run whose
-        # data fingerprint is not the data read (its held-out images would be others).
+        # Refused: --run without --split validation; a directory with no run; a run whose data
+        # fingerprint is not the data read (its held-out images would be others); another dataset.
         other_run = os.path.join(self.get_temp_dir(), "other_run")
         os.makedirs(other_run, exist_ok=True)
         shutil.copy(os.path.join(workdir, "config.json"), other_run)
         with open(os.path.join(other_run, "data.json"), "w") as f:
             json.dump({"source": "elsewhere", "fingerprint": "0123456789abcdef"}, f)
         for argv, needle in (
-            (("--split", "test", "--config", os.path.join(other_run, "config.json")), "--config names"),
-            (("--split", "validation", "--config", os.path.join(other_run, "none.json")), "no run config"),
-            (("--split", "validation", "--config", os.path.join(other_run, "config.json")), "not the data"),
+            (("--split", "test", "--run", other_run), "--run names"),
+            (("--split", "validation", "--run", self.get_temp_dir()), "no config.json"),
+            (("--split", "validation", "--run", other_run), "held-out images would be others"),
             (("--split", "validation", "--dataset", "fashion_mnist"), "a run on mnist"),
         ):
             with self.subTest(argv=argv):

@@ -1,8 +1,8 @@
 """Evaluate a trained model: `python -m training.evaluate --model M.keras --dataset mnist --split test`.
 
 `--split validation` reads the images the model's run held out of the training split (for
-choosing between models without the test split): the run's config.json (beside the model, or
-`--config`) names the dataset, the number held out and the seed of the split.
+choosing between models without the test split): the run's workdir (the model's directory, or
+`--run DIR`) names the dataset, the number held out and the seed of the split.
 
 Prints JSON on stdout: accuracy for both readouts, per-class accuracy, the confusion matrix,
 mean agreement, number of images and seconds, and the islands curves; a summary goes to
@@ -32,7 +32,9 @@ def parse_args(argv=None):
     p.add_argument("--model", required=True, help="a .keras file written by training.fit")
     p.add_argument("--dataset", help="mnist (the default), fashion_mnist, ...; --split validation: the run's")
     p.add_argument("--split", default="test", choices=["train", "test", "validation"])
-    p.add_argument("--config", help="--split validation: the run's config.json (default: beside --model)")
+    p.add_argument(
+        "--run", help="--split validation: the model's training.fit workdir (default: its directory)"
+    )
     p.add_argument("--data-dir", help="directory holding the four IDX files")
     p.add_argument("--limit", type=int, default=0, help="evaluate the first N images only (0: all)")
     p.add_argument("--batch-size", type=int, default=250)
@@ -47,40 +49,10 @@ def check_args(args) -> None:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.limit < 0:
         raise UserError(f"--limit must be >= 0 (0: every image), got {args.limit}")
-    if args.config and args.split != "validation":
-        raise UserError("--config names the run whose held-out images --split validation reads")
+    if args.run and args.split != "validation":
+        raise UserError("--run names the run whose held-out images --split validation reads")
     if args.out:
         check_out_file(args.out, args.overwrite, ".json", source=args.model)
-
-
-def held_out(model_path: str, dataset: str | None, data_dir=None, config_path: str | None = None):
-    """(Arrays, dataset): the images `model_path`'s run held out. Its config.json names the
-    dataset, how many images were held out and the split's seed; its data.json (if any) must
-    match the data read."""
-    from glom_tf.config import Config
-    from training.train import data_record, load_data, read_json
-
-    config_path = config_path or os.path.join(os.path.dirname(model_path), "config.json")
-    if not os.path.isfile(config_path):
-        raise UserError(f"--split validation: no run config {config_path} (name it with --config)")
-    config = Config.from_dict(read_json(config_path))
-    if dataset and config.dataset != dataset:
-        raise UserError(
-            f"--split validation: {config_path} is a run on {config.dataset}, not --dataset {dataset}"
-        )
-    if not config.validation_size:
-        raise UserError(f"--split validation: {config_path}'s run held out no images (validation_size 0)")
-    train, validation = load_data(config, data_dir)
-    record = os.path.join(os.path.dirname(config_path), "data.json")  # the run's data fingerprint
-    if (
-        os.path.isfile(record)
-        and read_json(record).get("fingerprint") != data_record(train, validation)["fingerprint"]
-    ):
-        raise UserError(
-            f"--split validation: {validation.source} is not the data the run trained on ({record}); "
-            "its held-out images would be others"
-        )
-    return validation, config.dataset
 
 
 def evaluate(
@@ -90,10 +62,10 @@ def evaluate(
     data_dir=None,
     limit: int = 0,
     batch_size: int = 250,
-    config_path: str | None = None,
+    run_dir: str | None = None,
 ):
     """Readout figures of the model at `model_path` on a dataset split (train, test, or the
-    validation images its run held out, per `config_path` or the config.json beside it).
+    validation images its run held out: `run_dir`, or the model's directory).
     `dataset` None: mnist, or for the validation split the run's."""
     if batch_size < 1 or limit < 0:
         raise UserError(f"batch_size must be >= 1 and limit >= 0, got {batch_size} and {limit}")
@@ -101,7 +73,15 @@ def evaluate(
     from training import data
 
     if split == "validation":
-        arrays, dataset = held_out(model_path, dataset, data_dir, config_path)
+        from training.train import held_out
+
+        run_dir = run_dir or os.path.dirname(model_path)
+        config, arrays = held_out(run_dir, data_dir)
+        if dataset and dataset != config.dataset:
+            raise UserError(
+                f"--split validation: {run_dir} is a run on {config.dataset}, not --dataset {dataset}"
+            )
+        dataset = config.dataset
     else:
         dataset = dataset or "mnist"
         arrays = data.load_arrays(dataset, split, data_dir)
@@ -125,7 +105,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     check_args(args)
     figures = evaluate(
-        args.model, args.dataset, args.split, args.data_dir, args.limit, args.batch_size, args.config
+        args.model, args.dataset, args.split, args.data_dir, args.limit, args.batch_size, args.run
     )
     text = json.dumps(figures, indent=2) + "\n"
     if args.out:

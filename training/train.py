@@ -142,7 +142,7 @@ def data_record(train, validation) -> dict:
     return {"source": train.source, "fingerprint": digest.hexdigest()[:16], "examples": len(train.labels)}
 
 
-def check_same_data(paths: Paths, record: dict) -> None:
+def check_same_data(paths: Paths, record: dict, hint: str = "use another --workdir") -> None:
     """A UserError unless the run's data.json (if any) has `record`'s fingerprint."""
     if not os.path.exists(paths.data):
         return
@@ -150,8 +150,7 @@ def check_same_data(paths: Paths, record: dict) -> None:
     if saved.get("fingerprint") != record["fingerprint"]:
         raise UserError(
             f"{paths.workdir} was trained on other data ({saved.get('source')}, fingerprint "
-            f"{saved.get('fingerprint')}), not {record['source']} ({record['fingerprint']}); "
-            "use another --workdir"
+            f"{saved.get('fingerprint')}), not {record['source']} ({record['fingerprint']}); {hint}"
         )
 
 
@@ -161,6 +160,20 @@ def _check_data(paths: Paths, train, validation) -> None:
     check_same_data(paths, record)
     if not os.path.exists(paths.data):
         write_atomic(paths.data, json.dumps(record) + "\n")
+
+
+def held_out(run_dir: str, data_dir: str | None) -> tuple[Config, data.Arrays]:
+    """A finished or running run's config and the images it held out of the training split
+    (its config.json: dataset, validation_size, seed); refuses data other than the run's."""
+    paths = Paths(run_dir)
+    if not os.path.isfile(paths.config):
+        raise UserError(f"{run_dir}: no config.json (not a training.fit run)")
+    config = Config.from_dict(read_json(paths.config))
+    if not config.validation_size:
+        raise UserError(f"{run_dir}: the run held out no images (validation_size 0)")
+    train, validation = load_data(config, data_dir)
+    check_same_data(paths, data_record(train, validation), "its held-out images would be others")
+    return config, validation
 
 
 def make_strategy(name: str):
