@@ -1,12 +1,13 @@
 """Fashion-MNIST's learning curve over training budgets, and what eight more CPU hours would buy.
 
 `python experiments/fashion_curve.py [--out docs/figures/fashion_curve.png --overwrite]` reads the committed
-logs of one recipe trained at three budgets (`fashion64`: the `fashion_mnist` preset at 64 dims,
-flips and 2-pixel shifts, batch 128, peak 0.005, cosine over the budget; the same 5,000 held-out
-training images): 8 and 23.5 epochs on the lent GPU (`experiments/gpu_logs/`, JAX) and 2 epochs on
-this CPU (`experiments/cpu_logs/fashion64_e2/`, `training.fit`), and this CPU's measured seconds
-per epoch of the same network (`pretrained/mnist`'s stage 3: 64 dims, 8 steps, batch 128, 55,000
-images an epoch). It prints one JSON line and draws the curve:
+logs of one recipe trained at three budgets (`fashion64`: the `fashion_mnist` preset's
+networks with tanh, 64 dims, flips and 2-pixel shifts, batch 128, peak 0.005, cosine over the
+budget; the same 5,000 held-out training images): 8 and 23.5 epochs on the lent GPU
+(`experiments/gpu_logs/`, JAX) and 2 epochs on this CPU (`experiments/cpu_logs/fashion64_e2/`,
+`training.fit`), and this CPU's measured seconds per epoch of the same network
+(`pretrained/mnist`'s stage 3: 64 dims, 8 steps, batch 128, 55,000 images an epoch).
+It prints one JSON line and draws the curve:
 
 - the gain per doubling of the budget between neighbouring budgets (falling: the curve bends down
   in log(epochs));
@@ -17,8 +18,14 @@ images an epoch). It prints one JSON line and draws the curve:
   accuracy at the same budgets.
 
 It also reads the same recipe with GELU networks (`--set activation=gelu`: the config differs in
-that field alone, checked) at the budgets measured, and prints the gain over the tanh recipe
-where both were trained for the same epochs.
+that field alone, checked) at the budgets measured (2 and 20 epochs, this CPU), prints the gain
+over the tanh recipe at each (over the tanh run where one was trained for the same epochs, else
+over the tanh curve's saturating fit there), and what the GELU recipe's longest run plus eight CPU
+hours (at its last sitting's seconds per epoch) would buy, three ways:
+
+- the straight line through the two GELU budgets (an upper estimate while gains fall);
+- tanh's last gain per doubling (8 to 23.5 epochs) carried on from the longest GELU run;
+- tanh's saturating curve moved up by GELU's gain at the longest GELU run (its ceiling too).
 """
 
 from __future__ import annotations
@@ -33,7 +40,8 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # one config but the time budget (checked in main): a GPU summary (.json) or a training.fit workdir's files
 RUNS = ("gpu_logs/stage2/fashion64_lr0.005.json", "gpu_logs/stage1/fashion64.json", "cpu_logs/fashion64_e2")
-GELU_RUNS = ("cpu_logs/fashion64_gelu_e2",)  # the same recipe with activation=gelu
+# the same recipe with activation=gelu (a workdir's config.json and metrics.json)
+GELU_RUNS = ("cpu_logs/fashion64_gelu_e2", "cpu_logs/fashion64_gelu")
 CPU_EPOCH_SOURCE = "resumable/mnist_s3/metrics.json"
 TARGET = 0.92
 CPU_HOURS = 8.0
@@ -94,6 +102,13 @@ def load_run(path: str) -> tuple[dict, float, float]:
     return config, float(metrics["epochs"]), float(metrics["accuracy_mean"])
 
 
+def seconds_per_epoch(path: str) -> float:
+    """A training.fit workdir's seconds per epoch of its last sitting (metrics.json)."""
+    with open(os.path.join(path, "metrics.json")) as f:
+        metrics = json.load(f)
+    return metrics["train_examples"] / metrics["train_images_per_second"]
+
+
 def budget_free(config: dict) -> dict:
     """A config without its budget, a field it lacks (logged before the field existed) at its default."""
     from glom_tf.config import Config
@@ -150,13 +165,41 @@ def main() -> int:
         },
         "line_epochs_for_92": round(need, 1),
         "line_cpu_hours_for_92": round(need * cpu_epoch_s / 3600.0, 1),
-        "gelu": [
-            {"epochs": e, "heldout_mean": y, "gain_over_tanh": round(y - dict(zip(epochs, accuracy))[e], 4)}
-            if e in epochs
-            else {"epochs": e, "heldout_mean": y}
-            for _, e, y in gelu
-        ],
     }
+    sat_at = lambda e: big - bb * e**-c  # noqa: E731  (the tanh curve's saturating fit)
+    result["gelu"] = [
+        {"epochs": e, "heldout_mean": y, "gain_over_tanh": round(y - dict(zip(epochs, accuracy))[e], 4)}
+        if e in epochs
+        else {"epochs": e, "heldout_mean": y, "gain_over_tanh_curve": round(y - sat_at(e), 4)}
+        for _, e, y in gelu
+    ]
+    gelu_curves = {}
+    if len(gelu) >= 2:
+        (_, ge1, gy1), (_, ge2, gy2) = gelu[-2], gelu[-1]
+        ga, gb = log_linear_fit([ge1, ge2], [gy1, gy2])
+        shift = gy2 - sat_at(ge2)  # GELU's gain over the tanh curve at its longest run
+        gelu_s = seconds_per_epoch(os.path.join(ROOT, "experiments", GELU_RUNS[-1]))
+        v = ge2 + CPU_HOURS * 3600.0 / gelu_s
+        gelu_curves = {
+            "gelu line": lambda e: ga + gb * math.log2(e),
+            "tanh's last gain per doubling": lambda e: gy2 + b * math.log2(e / ge2),
+            "tanh's saturating curve moved up": lambda e: sat_at(e) + shift,
+        }
+        room = big + shift - TARGET  # how far the moved curve's ceiling is above the target
+        result["gelu_predicted"] = {
+            "cpu_seconds_per_epoch": round(gelu_s, 1),
+            "line": {"a": round(ga, 4), "b_per_doubling": round(gb, 4)},
+            "moved_up_ceiling": round(big + shift, 4),
+            "epochs": round(v, 1),
+            "at_epochs": {k: round(f(v), 4) for k, f in gelu_curves.items()},
+            "epochs_for_92": {
+                "gelu line": round(epochs_for(TARGET, ga, gb), 1),
+                "tanh's last gain per doubling": round(ge2 * 2.0 ** ((TARGET - gy2) / b), 1),
+                "tanh's saturating curve moved up": round((bb / room) ** (1.0 / c), 1)
+                if room > 0
+                else math.inf,
+            },
+        }
     print(json.dumps(result))
     if args.out:
         import matplotlib
@@ -164,18 +207,22 @@ def main() -> int:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        fig, ax = plt.subplots(figsize=(6.4, 4.0))
+        fig, ax = plt.subplots(figsize=(9.6, 4.4))
         xs = [2.0 ** (i / 8) for i in range(0, 8 * 8 + 1)]
         ax.plot(
             xs,
             [100 * (a + b * math.log2(x)) for x in xs],
             "--",
             color="gray",
-            label="line through the two largest",
+            label="tanh: line through the two largest",
         )
         sat = [100 * (big - bb * x**-c) for x in xs]
         ax.plot(
-            xs, sat, ":", color="black", label=f"A - B epochs^-c through all three (ceiling {100 * big:.1f}%)"
+            xs,
+            sat,
+            ":",
+            color="black",
+            label=f"tanh: A - B epochs^-c through all three (ceiling {100 * big:.1f}%)",
         )
         for where, marker in (("gpu", "o"), ("cpu", "D")):
             mine = [(e, y) for n, e, y in zip(names, epochs, accuracy) if n.startswith(where)]
@@ -183,15 +230,18 @@ def main() -> int:
             ax.plot([e for e, _ in mine], [100 * y for _, y in mine], marker, color="C0", label=label)
         label = "fashion64 with GELU networks (CPU), held-out"
         ax.plot([e for _, e, _ in gelu], [100 * y for _, _, y in gelu], "^", color="C4", label=label)
+        for style, (name, f) in zip(("--", ":", "-."), gelu_curves.items()):
+            gx = [x for x in xs if x >= 2.0]
+            ax.plot(gx, [100 * f(x) for x in gx], style, color="C4", lw=1, label=f"GELU: {name}")
         for color, (name, v) in zip(("C1", "C2"), budgets.items()):
-            label = f"line at {name}: {v:.0f} epochs"
+            label = f"tanh line at {name}: {v:.0f} epochs"
             ax.plot([v], [100 * (a + b * math.log2(v))], "s", color=color, label=label)
         ax.axhline(100 * TARGET, color="C3", lw=1, label="target 92%")
         ax.set_xscale("log", base=2)
         ax.set_xlabel("epochs of 55,000 images (cosine over the budget)")
         ax.set_ylabel("held-out accuracy, mean readout (%)")
         ax.set_title("Fashion-MNIST: accuracy against training budget")
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
         fig.tight_layout()
         png = io.BytesIO()
         fig.savefig(png, format="png", dpi=110)

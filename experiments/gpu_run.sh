@@ -41,15 +41,19 @@ run() {  # NAME DATA ARGS...
   python3 experiments/gpu_fit.py $FIRST "$@" $COMMON --data-dir ".gpudata/$dir" --out "$OUT/$name" \
     > "$OUT/$name.out" 2>&1 &
 }
+# Stages 1-5 ran when the fashion_mnist preset had tanh networks and no shifts (it changed on
+# 2026-12-05 to pretrained/fashion_mnist's recipe: GELU, shifts); these two --sets restore that
+# (dims, batch and held-out images are set by each run and by FIRST).
+TANH_FASHION="--preset fashion_mnist --set activation=tanh --set augment_shift=0"
 case "${STAGE:-1}" in
 1)  # from scratch
 run mnist64 mnist --preset mnist --set dim=64 --set attention_dim=32 $MNIST_AUG
 run islands80 mnist --preset islands --set dim=80 --set attention_dim=32 \
   --set island_temperature=0.3 $MNIST_AUG
-run fashion64 fashion --preset fashion_mnist --set dim=64 --set attention_dim=32 --set augment_shift=2
-run fashion64_drop fashion --preset fashion_mnist --set dim=64 --set attention_dim=32 \
+run fashion64 fashion $TANH_FASHION --set dim=64 --set attention_dim=32 --set augment_shift=2
+run fashion64_drop fashion $TANH_FASHION --set dim=64 --set attention_dim=32 \
   --set augment_shift=2 --set dropout=0.1
-run fashion56_l5 fashion --preset fashion_mnist --set dim=56 --set attention_dim=28 --set levels=5 \
+run fashion56_l5 fashion $TANH_FASHION --set dim=56 --set attention_dim=28 --set levels=5 \
   --set augment_shift=2 ;;
 2)  # stage 1's MNIST runs continued at a lower peak rate (their weights carried in .gpudata/);
     # Fashion's peak rate at a shorter budget
@@ -58,12 +62,12 @@ run mnist64_ft mnist --preset mnist --set dim=64 --set attention_dim=32 $MNIST_A
 run islands80_ft mnist --preset islands --set dim=80 --set attention_dim=32 \
   --set island_temperature=0.3 $MNIST_AUG --set learning_rate=0.001 --set init_from=.gpudata/islands80.keras
 for lr in 0.005 0.002 0.001; do
-  run fashion64_lr$lr fashion --preset fashion_mnist --set dim=64 --set attention_dim=32 \
+  run fashion64_lr$lr fashion $TANH_FASHION --set dim=64 --set attention_dim=32 \
     --set augment_shift=2 --set learning_rate=$lr
 done ;;
 3)  # stage 1's fashion64 without shifts (the shipped model's augmentation: flips only), and with
     # a peak rate of 0.01, normalised network inputs, or the mean readout's cross-entropy
-FASHION="--preset fashion_mnist --set dim=64 --set attention_dim=32"
+FASHION="$TANH_FASHION --set dim=64 --set attention_dim=32"
 run fashion64_flip fashion $FASHION
 run fashion64_lr01 fashion $FASHION --set learning_rate=0.01
 run fashion64_norm fashion $FASHION --set normalize=true
@@ -72,7 +76,7 @@ run mnist64_meance mnist --preset mnist --set loss=mean_crossentropy $MNIST_AUG 
 4)  # four runs instead of five, at batch 256 and peak 0.007: more epochs in the same budget.
     # Fashion: stage 1's fashion64 (shifts and flips), flips only, and 12 time steps; MNIST: the
     # mnist preset (pretrained/mnist's stage 1) from scratch
-FASHION="--preset fashion_mnist --set dim=64 --set attention_dim=32 --set learning_rate=0.007"
+FASHION="$TANH_FASHION --set dim=64 --set attention_dim=32 --set learning_rate=0.007"
 run fashion64_long fashion $FASHION --set augment_shift=2
 run fashion64_flip_long fashion $FASHION
 run fashion64_s12 fashion $FASHION --set augment_shift=2 --set steps=12

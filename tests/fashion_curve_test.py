@@ -73,21 +73,45 @@ class FashionCurveTest(unittest.TestCase):
                 p["saturating"], sat["ceiling"] - sat["b"] * p["epochs"] ** -sat["c"], places=3
             )
         self.assertAlmostEqual(result["line_epochs_for_92"], e3 * 2 ** ((0.92 - y3) / gains[1]), delta=0.1)
-        # the GELU recipe at 2 epochs, and its gain over the tanh recipe's 2 epochs
-        with open(os.path.join(logs, "cpu_logs", "fashion64_gelu_e2", "metrics.json")) as f:
-            gelu = json.load(f)
-        with open(os.path.join(logs, "cpu_logs", "fashion64_gelu_e2", "config.json")) as f:
-            self.assertEqual(json.load(f)["activation"], "gelu")
-        self.assertEqual(
-            result["gelu"],
-            [
-                {
-                    "epochs": float(gelu["epochs"]),
-                    "heldout_mean": gelu["accuracy_mean"],
-                    "gain_over_tanh": round(gelu["accuracy_mean"] - cpu["accuracy_mean"], 4),
-                }
-            ],
+        # the GELU recipe at 2 epochs (its gain over the tanh run of 2 epochs) and 20 (its gain
+        # over the tanh curve's saturating fit at 20 epochs)
+        gelu = {}
+        for name in ("fashion64_gelu_e2", "fashion64_gelu"):
+            with open(os.path.join(logs, "cpu_logs", name, "config.json")) as f:
+                self.assertEqual(json.load(f)["activation"], "gelu")
+            with open(os.path.join(logs, "cpu_logs", name, "metrics.json")) as f:
+                gelu[name] = json.load(f)
+        short, long = gelu["fashion64_gelu_e2"], gelu["fashion64_gelu"]
+        self.assertEqual((short["epochs"], long["epochs"]), (2, 20))
+        (g2, g20) = result["gelu"]
+        self.assertEqual((g2["epochs"], g2["heldout_mean"]), (2.0, short["accuracy_mean"]))
+        self.assertAlmostEqual(g2["gain_over_tanh"], short["accuracy_mean"] - cpu["accuracy_mean"], places=4)
+        self.assertEqual((g20["epochs"], g20["heldout_mean"]), (20.0, long["accuracy_mean"]))
+        tanh_at_20 = sat["ceiling"] - sat["b"] * 20.0 ** -sat["c"]
+        self.assertAlmostEqual(g20["gain_over_tanh_curve"], long["accuracy_mean"] - tanh_at_20, delta=5e-4)
+        # what the 20-epoch run plus eight CPU hours (at its last sitting's seconds per epoch) buys
+        pred = result["gelu_predicted"]
+        epoch_s = long["train_examples"] / long["train_images_per_second"]
+        self.assertAlmostEqual(pred["epochs"], 20 + 8 * 3600 / epoch_s, delta=0.1)
+        y2, y20, v = short["accuracy_mean"], long["accuracy_mean"], pred["epochs"]
+        slope = (y20 - y2) / math.log2(10)  # per doubling from 2 to 20 epochs
+        self.assertAlmostEqual(pred["line"]["b_per_doubling"], slope, delta=1e-4)
+        at = pred["at_epochs"]
+        self.assertAlmostEqual(at["gelu line"], y20 + slope * math.log2(v / 20), delta=5e-4)
+        self.assertAlmostEqual(
+            at["tanh's last gain per doubling"], y20 + gains[1] * math.log2(v / 20), delta=5e-4
         )
+        moved = lambda e: sat["ceiling"] - sat["b"] * e ** -sat["c"] + (y20 - tanh_at_20)  # noqa: E731
+        self.assertAlmostEqual(at["tanh's saturating curve moved up"], moved(v), delta=1e-3)
+        need = pred["epochs_for_92"]
+        self.assertAlmostEqual(need["gelu line"], 20 * 2 ** ((0.92 - y20) / slope), delta=0.5)
+        self.assertAlmostEqual(
+            need["tanh's last gain per doubling"], 20 * 2 ** ((0.92 - y20) / gains[1]), delta=0.5
+        )
+        if math.isfinite(need["tanh's saturating curve moved up"]):
+            self.assertAlmostEqual(moved(need["tanh's saturating curve moved up"]), 0.92, delta=1e-3)
+        else:
+            self.assertLessEqual(pred["moved_up_ceiling"], 0.92)
 
     def test_configs_are_compared_without_their_budget(self):
         curve = load_script()

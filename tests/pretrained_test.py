@@ -9,11 +9,12 @@ from glom_tf.cli import load_glom_model
 from tests.test_case import OFFICIAL_MNIST_DIR, REPO, GlomTestCase, mnist_digits
 from training.metrics import readout_figures
 
-# The model cards: MNIST 99.51% and Fashion-MNIST 89.64% on the full test splits; on the first
-# 1,000 test images (used here) they score 99.5% and 90.3% (vote). Inference is deterministic;
-# the bounds sit below, above older models (MNIST 98.7%, Fashion-MNIST 88.5% here).
+# The model cards: MNIST 99.51% and Fashion-MNIST 90.64% (vote) on the full test splits; on the
+# first 1,000 test images (used here) they score 99.5% and 91.0% vote / 90.9% mean. Inference is
+# deterministic; the bounds sit below, above older models (MNIST 98.7%; Fashion-MNIST 90.3% for
+# the 48-dim tanh model of 2026-12-04, 88.5% for the one before).
 MNIST_BOUND = 0.99
-FASHION_BOUND = 0.895
+FASHION_BOUND = 0.905
 FASHION_DIR = os.environ.get("GLOM_FASHION_DIR", "/usr/share/datasets/fashion-mnist")
 
 
