@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The accuracy runs on the lent GPU (DEVELOPERS.md, "The GPU machine"): five configs trained at
+# The accuracy runs on a lent GPU (docs/results.md, "On the lent GPU"): five configs trained at
 # once on one H200 under Keras 3's JAX backend, each until the same deadline, with
 # experiments/gpu_fit.py (same data, split and augmentation as training.fit; a cosine over the
 # wall-clock budget). Needs the Keras wheels in .whl/ and the training IDX files in
