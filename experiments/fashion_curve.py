@@ -26,6 +26,9 @@ hours (at its last sitting's seconds per epoch) would buy, three ways:
 - the straight line through the two GELU budgets (an upper estimate while gains fall);
 - tanh's last gain per doubling (8 to 23.5 epochs) carried on from the longest GELU run;
 - tanh's saturating curve moved up by GELU's gain at the longest GELU run (its ceiling too).
+
+Last, the longest GELU run's warm restart (`resumable/fashion64_gelu40`: its 20-epoch weights
+trained on to 40 epochs of a 40-epoch cosine) against what those three said for its budget.
 """
 
 from __future__ import annotations
@@ -42,6 +45,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNS = ("gpu_logs/stage2/fashion64_lr0.005.json", "gpu_logs/stage1/fashion64.json", "cpu_logs/fashion64_e2")
 # the same recipe with activation=gelu (a workdir's config.json and metrics.json)
 GELU_RUNS = ("cpu_logs/fashion64_gelu_e2", "cpu_logs/fashion64_gelu")
+# the longest GELU run continued from its last checkpoint on a longer cosine: a warm restart (the
+# rate restarts mid-schedule), so not a budget of the curves above, whose cosines ran from scratch
+WARM_RESTART = "cpu_logs/fashion64_gelu40"
 CPU_EPOCH_SOURCE = "resumable/mnist_s3/metrics.json"
 TARGET = 0.92
 CPU_HOURS = 8.0
@@ -200,6 +206,18 @@ def main() -> int:
                 else math.inf,
             },
         }
+    wconfig, we, wy = load_run(os.path.join(ROOT, "experiments", WARM_RESTART))
+    if {**budget_free(wconfig), "activation": "tanh"} != fixed[0]:
+        raise RuntimeError("the warm restart's config differs from the tanh runs' in more than activation")
+    if gelu_curves:
+        result["gelu_warm_restart"] = {
+            "run": WARM_RESTART,
+            "from_epochs": ge2,
+            "epochs": we,
+            "heldout_mean": wy,
+            "gain_over_start": round(wy - gy2, 4),
+            "predicted": {k: round(f(we), 4) for k, f in gelu_curves.items()},
+        }
     print(json.dumps(result))
     if args.out:
         import matplotlib
@@ -230,6 +248,8 @@ def main() -> int:
             ax.plot([e for e, _ in mine], [100 * y for _, y in mine], marker, color="C0", label=label)
         label = "fashion64 with GELU networks (CPU), held-out"
         ax.plot([e for _, e, _ in gelu], [100 * y for _, _, y in gelu], "^", color="C4", label=label)
+        label = f"GELU, the {gelu[-1][1]:.0f}-epoch run warm-restarted to {we:.0f} (CPU), held-out"
+        ax.plot([we], [100 * wy], "*", ms=11, color="C4", label=label)
         for style, (name, f) in zip(("--", ":", "-."), gelu_curves.items()):
             gx = [x for x in xs if x >= 2.0]
             ax.plot(gx, [100 * f(x) for x in gx], style, color="C4", lw=1, label=f"GELU: {name}")

@@ -90,8 +90,9 @@ def presets() -> dict[str, Config]:
             augment_rotate=10.0,
             augment_scale=0.1,
         ),
-        # pretrained/fashion_mnist: 64 dims, GELU networks, 20 epochs of 55,000 Fashion-MNIST
-        # images (5,000 held out) at batch 128, mirrored left-right and moved by up to 2 pixels.
+        # pretrained/fashion_mnist's recipe: 64 dims, GELU networks, 20 epochs of 55,000 Fashion-MNIST
+        # images (5,000 held out) at batch 128, mirrored left-right and moved by up to 2 pixels
+        # (the model is this run continued from its checkpoint to 40 epochs: `--epochs 40`).
         # (Until 2026-12-05: 48 dims, tanh, flips only, batch 64, 500 held out; the runs that
         # docs/results.md dates before then name this preset with those values.)
         "fashion_mnist": full.with_overrides(

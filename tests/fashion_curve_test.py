@@ -112,6 +112,22 @@ class FashionCurveTest(unittest.TestCase):
             self.assertAlmostEqual(moved(need["tanh's saturating curve moved up"]), 0.92, delta=1e-3)
         else:
             self.assertLessEqual(pred["moved_up_ceiling"], 0.92)
+        # the 20-epoch run warm-restarted to 40 epochs, against the three predictions for 40 epochs
+        with open(os.path.join(logs, "cpu_logs", "fashion64_gelu40", "config.json")) as f:
+            config = json.load(f)
+        self.assertEqual((config["activation"], config["epochs"]), ("gelu", 40))
+        with open(os.path.join(logs, "cpu_logs", "fashion64_gelu40", "metrics.json")) as f:
+            warm = json.load(f)
+        got = result["gelu_warm_restart"]
+        self.assertEqual((got["from_epochs"], got["epochs"]), (20.0, float(warm["epochs"])))
+        self.assertEqual(got["heldout_mean"], warm["accuracy_mean"])
+        self.assertAlmostEqual(got["gain_over_start"], warm["accuracy_mean"] - y20, places=4)
+        w = float(warm["epochs"])
+        self.assertAlmostEqual(got["predicted"]["gelu line"], y20 + slope * math.log2(w / 20), delta=5e-4)
+        self.assertAlmostEqual(
+            got["predicted"]["tanh's last gain per doubling"], y20 + gains[1] * math.log2(w / 20), delta=5e-4
+        )
+        self.assertAlmostEqual(got["predicted"]["tanh's saturating curve moved up"], moved(w), delta=1e-3)
 
     def test_configs_are_compared_without_their_budget(self):
         curve = load_script()

@@ -9,12 +9,12 @@ from glom_tf.cli import load_glom_model
 from tests.test_case import OFFICIAL_MNIST_DIR, REPO, GlomTestCase, mnist_digits
 from training.metrics import readout_figures
 
-# The model cards: MNIST 99.51% and Fashion-MNIST 90.64% (vote) on the full test splits; on the
-# first 1,000 test images (used here) they score 99.5% and 91.0% vote / 90.9% mean. Inference is
-# deterministic; the bounds sit below, above older models (MNIST 98.7%; Fashion-MNIST 90.3% for
-# the 48-dim tanh model of 2026-12-04, 88.5% for the one before).
+# The model cards: MNIST 99.51% and Fashion-MNIST 91.58% (vote) on the full test splits; on the
+# first 1,000 test images (used here) they score 99.5% and 92.3% vote / 92.2% mean. Inference is
+# deterministic; the bounds sit below, above older models (MNIST 98.7%; Fashion-MNIST 91.0% /
+# 90.9% for the 20-epoch GELU model of 2026-12-05, 90.3% for the 48-dim tanh model of 2026-12-04).
 MNIST_BOUND = 0.99
-FASHION_BOUND = 0.905
+FASHION_BOUND = 0.915
 FASHION_DIR = os.environ.get("GLOM_FASHION_DIR", "/usr/share/datasets/fashion-mnist")
 
 
@@ -47,6 +47,9 @@ class PretrainedTest(GlomTestCase):
                 # pretrained/mnist is the preset's weights after two stages (stage1.keras, stage2.keras)
                 # trained on for a third at a lower peak rate (its model card)
                 "mnist": {"epochs": 7, "learning_rate": 0.0005, "init_from": "pretrained/mnist/stage2.keras"},
+                # pretrained/fashion_mnist is the preset's 20-epoch run continued on a 40-epoch
+                # cosine from its checkpoint, a warm restart (its model card)
+                "fashion_mnist": {"epochs": 40},
             }.get(preset, {})
             for key, value in config.items():
                 trained = saved.get(key, defaults[key])
