@@ -646,6 +646,55 @@ class FitEndToEndTest(GlomTestCase):
         leftovers = [glob.glob(os.path.join(workdir, "**", p), recursive=True) for p in ("*.tmp*", ".*.tmp*")]
         self.assertEqual(leftovers, [[], []])
 
+    def test_a_resumed_sitting_does_not_replay_the_first_sittings_images(self):
+        """The first batch each sitting trains on, recorded as the model receives it: a sitting
+        that resumes at epoch 1 must not start on the images (order and augmentation) of
+        epoch 1. With the shuffle and augmentations seeded from the seed alone, it did."""
+        import tensorflow as tf
+
+        from training import data
+        from training.fit import main as fit_main
+
+        make_dataset, streams = data.make_dataset, []
+
+        def recording(*args, **kwargs):
+            ds = make_dataset(*args, **kwargs)
+            if not (args[3] if len(args) > 3 else kwargs.get("training", False)):
+                return ds
+            seen = []
+            streams.append(seen)
+
+            def note(images, labels):
+                seen.append((images.numpy(), labels.numpy()))
+                return labels
+
+            def tap(images, labels):
+                noted = tf.py_function(note, [images, labels], tf.int32)
+                noted.set_shape(labels.shape)
+                return images, noted
+
+            return ds.map(tap)
+
+        workdir = os.path.join(self.get_temp_dir(), "sittings")
+        shutil.rmtree(workdir, ignore_errors=True)
+        args = [*TINY, "--data-dir", mnist_dir(), "--workdir", workdir]
+        firsts = []
+        data.make_dataset = recording
+        try:
+            for epochs in ("1", "2"):
+                streams.clear()
+                run = call_main(fit_main, *args, "--epochs", epochs)
+                self.assertEqual(run.returncode, 0, run.stderr[-3000:])
+                trained = [seen for seen in streams if seen]  # the stream fit iterated
+                self.assertEqual(len(trained), 1)
+                firsts.append(trained[0][0])
+        finally:
+            data.make_dataset = make_dataset
+        self.assertIn("from epoch 1", run.stdout)
+        (images_1, labels_1), (images_2, labels_2) = firsts
+        self.assertEqual(images_1.shape, images_2.shape)
+        self.assertFalse(np.array_equal(images_1, images_2))
+
     def test_same_seed_same_metrics(self):
         results = []
         for i in range(2):

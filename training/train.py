@@ -318,7 +318,11 @@ def _fit_locked(
         tf.config.experimental.enable_op_determinism()
     replicas = dist.num_replicas_in_sync
     steps_per_epoch = len(train.labels) // config.batch_size
-    train_ds = data.make_dataset(train, config.batch_size, config.image_size, True, config, config.seed)
+
+    def training_stream(seed: int):
+        return data.make_dataset(train, config.batch_size, config.image_size, True, config, seed)
+
+    train_ds = training_stream(config.seed)
     val_ds = data.make_dataset(validation, max(config.batch_size, 100), config.image_size)
 
     # XLA inside MirroredStrategy fails on (logical) CPU devices; op determinism excludes it too.
@@ -338,6 +342,10 @@ def _fit_locked(
             # Continue on the schedule the config states (not the one saved with the optimizer).
             model.optimizer.learning_rate = learning_rate(config, steps_per_epoch)
             print(f"resuming {paths.workdir} from epoch {initial_epoch}", flush=True)
+            # A sitting that starts at epoch e draws its shuffles and augmentations from seed + e.
+            # From the seed alone, every sitting replayed the first sitting's images, epoch by epoch.
+            keras.utils.set_random_seed(config.seed + initial_epoch)
+            train_ds = training_stream(config.seed + initial_epoch)
         else:
             model = build_model(config)
             if init_weights is not None:
