@@ -318,11 +318,6 @@ def _fit_locked(
         tf.config.experimental.enable_op_determinism()
     replicas = dist.num_replicas_in_sync
     steps_per_epoch = len(train.labels) // config.batch_size
-
-    def training_stream(seed: int):
-        return data.make_dataset(train, config.batch_size, config.image_size, True, config, seed)
-
-    train_ds = training_stream(config.seed)
     val_ds = data.make_dataset(validation, max(config.batch_size, 100), config.image_size)
 
     # XLA inside MirroredStrategy fails on (logical) CPU devices; op determinism excludes it too.
@@ -345,7 +340,6 @@ def _fit_locked(
             # A sitting that starts at epoch e draws its shuffles and augmentations from seed + e.
             # From the seed alone, every sitting replayed the first sitting's images, epoch by epoch.
             keras.utils.set_random_seed(config.seed + initial_epoch)
-            train_ds = training_stream(config.seed + initial_epoch)
         else:
             model = build_model(config)
             if init_weights is not None:
@@ -353,6 +347,8 @@ def _fit_locked(
                 print(f"starting from the weights of {config.init_from}{init_weights.note}", flush=True)
             compile_model(model, config, steps_per_epoch, jit)
         model.jit_compile = jit
+    seed = config.seed + initial_epoch
+    train_ds = data.make_dataset(train, config.batch_size, config.image_size, True, config, seed)
 
     checkpointer = Checkpointer(paths.last)
     callbacks = [
