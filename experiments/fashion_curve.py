@@ -27,9 +27,10 @@ hours (at its last sitting's seconds per epoch) would buy, three ways:
 - tanh's last gain per doubling (8 to 23.5 epochs) carried on from the longest GELU run;
 - tanh's saturating curve moved up by GELU's gain at the longest GELU run (its ceiling too).
 
-Last, the longest GELU run's warm restart (`resumable/fashion64_gelu40`, its config and metrics in
-`experiments/cpu_logs/fashion64_gelu40/`: the 20-epoch weights trained on to 40 epochs of a
-40-epoch cosine) against what those three said for its budget.
+Last, the longest GELU run's warm restarts against what those three said for their budgets: the
+20-epoch weights trained on to 40 epochs of a 40-epoch cosine (`resumable/fashion64_gelu40`), and
+those 40-epoch weights trained on to 72 epochs of a 72-epoch cosine (`resumable/fashion64_gelu72`);
+their configs and metrics are in `experiments/cpu_logs/`.
 """
 
 from __future__ import annotations
@@ -46,9 +47,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNS = ("gpu_logs/stage2/fashion64_lr0.005.json", "gpu_logs/stage1/fashion64.json", "cpu_logs/fashion64_e2")
 # the same recipe with activation=gelu (a workdir's config.json and metrics.json)
 GELU_RUNS = ("cpu_logs/fashion64_gelu_e2", "cpu_logs/fashion64_gelu")
-# the longest GELU run continued from its last checkpoint on a longer cosine: a warm restart (the
-# rate restarts mid-schedule), so not a budget of the curves above, whose cosines ran from scratch
-WARM_RESTART = "cpu_logs/fashion64_gelu40"
+# the longest GELU run continued from its last checkpoint on a longer cosine, then that one again:
+# warm restarts (the rate restarts mid-schedule), each from the one before, so not budgets of the
+# curves above, whose cosines ran from scratch
+WARM_RESTARTS = ("cpu_logs/fashion64_gelu40", "cpu_logs/fashion64_gelu72")
 CPU_EPOCH_SOURCE = "resumable/mnist_s3/metrics.json"
 TARGET = 0.92
 CPU_HOURS = 8.0
@@ -140,8 +142,8 @@ def main() -> int:
     gelu = sorted(
         (load_run(os.path.join(ROOT, "experiments", name)) for name in GELU_RUNS), key=lambda r: r[1]
     )
-    warm = load_run(os.path.join(ROOT, "experiments", WARM_RESTART))
-    if any({**budget_free(config), "activation": "tanh"} != fixed[0] for config, _, _ in [*gelu, warm]):
+    warm = [load_run(os.path.join(ROOT, "experiments", name)) for name in WARM_RESTARTS]
+    if any({**budget_free(config), "activation": "tanh"} != fixed[0] for config, _, _ in [*gelu, *warm]):
         raise RuntimeError("the GELU runs' configs differ from the tanh runs' in more than activation")
     order = sorted(range(len(runs)), key=lambda i: runs[i][1])
     names = [RUNS[i] for i in order]
@@ -208,16 +210,19 @@ def main() -> int:
                 else math.inf,
             },
         }
-    _, we, wy = warm
-    if gelu_curves:  # the warm restart against what the GELU curves said for its budget
-        result["gelu_warm_restart"] = {
-            "run": WARM_RESTART,
-            "from_epochs": ge2,
-            "epochs": we,
-            "heldout_mean": wy,
-            "gain_over_start": round(wy - gy2, 4),
-            "predicted": {k: round(f(we), 4) for k, f in gelu_curves.items()},
-        }
+    if gelu_curves:  # each warm restart against what the GELU curves said for its budget
+        starts = [gelu[-1], *warm[:-1]]  # each continues the run before it
+        result["gelu_warm_restarts"] = [
+            {
+                "run": name,
+                "from_epochs": se,
+                "epochs": we,
+                "heldout_mean": wy,
+                "gain_over_start": round(wy - sy, 4),
+                "predicted": {k: round(f(we), 4) for k, f in gelu_curves.items()},
+            }
+            for name, (_, se, sy), (_, we, wy) in zip(WARM_RESTARTS, starts, warm)
+        ]
     print(json.dumps(result))
     if args.out:
         import matplotlib
@@ -248,8 +253,11 @@ def main() -> int:
             ax.plot([e for e, _ in mine], [100 * y for _, y in mine], marker, color="C0", label=label)
         label = "fashion64 with GELU networks (CPU), held-out"
         ax.plot([e for _, e, _ in gelu], [100 * y for _, _, y in gelu], "^", color="C4", label=label)
-        label = f"GELU, the {gelu[-1][1]:.0f}-epoch run warm-restarted to {we:.0f} (CPU), held-out"
-        ax.plot([we], [100 * wy], "*", ms=11, color="C4", label=label)
+        to = " then ".join(f"{we:.0f}" for _, we, _ in warm)
+        label = f"GELU, the {gelu[-1][1]:.0f}-epoch run warm-restarted to {to} (CPU), held-out"
+        ax.plot(
+            [we for _, we, _ in warm], [100 * wy for _, _, wy in warm], "*", ms=11, color="C4", label=label
+        )
         for style, (name, f) in zip(("--", ":", "-."), gelu_curves.items()):
             gx = [x for x in xs if x >= 2.0]
             ax.plot(gx, [100 * f(x) for x in gx], style, color="C4", lw=1, label=f"GELU: {name}")

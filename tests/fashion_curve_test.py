@@ -112,22 +112,29 @@ class FashionCurveTest(unittest.TestCase):
             self.assertAlmostEqual(moved(need["tanh's saturating curve moved up"]), 0.92, delta=1e-3)
         else:
             self.assertLessEqual(pred["moved_up_ceiling"], 0.92)
-        # the 20-epoch run warm-restarted to 40 epochs, against the three predictions for 40 epochs
-        with open(os.path.join(logs, "cpu_logs", "fashion64_gelu40", "config.json")) as f:
-            config = json.load(f)
-        self.assertEqual((config["activation"], config["epochs"]), ("gelu", 40))
-        with open(os.path.join(logs, "cpu_logs", "fashion64_gelu40", "metrics.json")) as f:
-            warm = json.load(f)
-        got = result["gelu_warm_restart"]
-        self.assertEqual((got["from_epochs"], got["epochs"]), (20.0, float(warm["epochs"])))
-        self.assertEqual(got["heldout_mean"], warm["accuracy_mean"])
-        self.assertAlmostEqual(got["gain_over_start"], warm["accuracy_mean"] - y20, places=4)
-        w = float(warm["epochs"])
-        self.assertAlmostEqual(got["predicted"]["gelu line"], y20 + slope * math.log2(w / 20), delta=5e-4)
-        self.assertAlmostEqual(
-            got["predicted"]["tanh's last gain per doubling"], y20 + gains[1] * math.log2(w / 20), delta=5e-4
-        )
-        self.assertAlmostEqual(got["predicted"]["tanh's saturating curve moved up"], moved(w), delta=1e-3)
+        # the 20-epoch run warm-restarted to 40 epochs, that one to 72, against the three
+        # predictions for their budgets
+        start_epochs, start = 20.0, y20
+        got = result["gelu_warm_restarts"]
+        self.assertEqual(len(got), 2)
+        for restart, (name, budget) in zip(got, (("fashion64_gelu40", 40), ("fashion64_gelu72", 72))):
+            with open(os.path.join(logs, "cpu_logs", name, "config.json")) as f:
+                config = json.load(f)
+            self.assertEqual((config["activation"], config["epochs"]), ("gelu", budget))
+            with open(os.path.join(logs, "cpu_logs", name, "metrics.json")) as f:
+                warm = json.load(f)
+            self.assertEqual(warm["epochs"], budget)
+            self.assertEqual((restart["from_epochs"], restart["epochs"]), (start_epochs, float(budget)))
+            self.assertEqual(restart["heldout_mean"], warm["accuracy_mean"])
+            self.assertAlmostEqual(restart["gain_over_start"], warm["accuracy_mean"] - start, places=4)
+            w = float(budget)
+            predicted = restart["predicted"]
+            self.assertAlmostEqual(predicted["gelu line"], y20 + slope * math.log2(w / 20), delta=5e-4)
+            self.assertAlmostEqual(
+                predicted["tanh's last gain per doubling"], y20 + gains[1] * math.log2(w / 20), delta=5e-4
+            )
+            self.assertAlmostEqual(predicted["tanh's saturating curve moved up"], moved(w), delta=1e-3)
+            start_epochs, start = w, warm["accuracy_mean"]
 
     def test_configs_are_compared_without_their_budget(self):
         curve = load_script()

@@ -9,12 +9,12 @@ from glom_tf.cli import load_glom_model
 from tests.test_case import OFFICIAL_MNIST_DIR, REPO, GlomTestCase, mnist_digits
 from training.metrics import readout_figures
 
-# The model cards: MNIST 99.51% and Fashion-MNIST 91.58% (vote) on the full test splits; on the
-# first 1,000 test images (used here) they score 99.5% and 92.3% vote / 92.2% mean. Inference is
-# deterministic; the bounds sit below, above older models (MNIST 98.7%; Fashion-MNIST 91.0% /
-# 90.9% for the 20-epoch GELU model of 2026-12-05, 90.3% for the 48-dim tanh model of 2026-12-04).
+# The model cards: MNIST 99.51% and Fashion-MNIST 92.57% (vote) on the full test splits; on the
+# first 1,000 test images (used here) they score 99.5% and 93.4% vote / 93.5% mean. Inference is
+# deterministic; the bounds sit below, above older models (MNIST 98.7%; Fashion-MNIST 92.3% /
+# 92.2% for the 40-epoch model of 2026-12-06, 91.0% / 90.9% for the 20-epoch GELU model).
 MNIST_BOUND = 0.99
-FASHION_BOUND = 0.915
+FASHION_BOUND = 0.925
 FASHION_DIR = os.environ.get("GLOM_FASHION_DIR", "/usr/share/datasets/fashion-mnist")
 
 
@@ -48,8 +48,9 @@ class PretrainedTest(GlomTestCase):
                 # trained on for a third at a lower peak rate (its model card)
                 "mnist": {"epochs": 7, "learning_rate": 0.0005, "init_from": "pretrained/mnist/stage2.keras"},
                 # pretrained/fashion_mnist is the preset's 20-epoch run continued on a 40-epoch
-                # cosine from its checkpoint, a warm restart (its model card)
-                "fashion_mnist": {"epochs": 40},
+                # cosine from its checkpoint, then on a 72-epoch one (warm restarts), answering
+                # with the mirror average set by training.reconfigure (its model card)
+                "fashion_mnist": {"epochs": 72, "tta_flip": True},
             }.get(preset, {})
             for key, value in config.items():
                 trained = saved.get(key, defaults[key])
